@@ -27,8 +27,12 @@ class PrepareOptions(BaseModel):
 
     kcore_user: int = Field(0, ge=0, description="iterative k-core: minimum interactions per user")
     kcore_item: int = Field(0, ge=0, description="iterative k-core: minimum interactions per item")
-    min_seq_len: int = Field(3, ge=1, description="users with fewer items are dropped (3 = leave-one-out)")
-    order_by_timestamp: bool = Field(True, description="sort each user's items by timestamp when present")
+    min_seq_len: int = Field(
+        3, ge=1, description="users with fewer items are dropped (3 = leave-one-out)"
+    )
+    order_by_timestamp: bool = Field(
+        True, description="sort each user's items by timestamp when present"
+    )
     id_mapping: Literal["auto", "numeric", "first-seen"] = Field(
         "auto",
         description="item/user numbering: numeric order of integer ids (keeps 1..N files unchanged) "
@@ -116,7 +120,11 @@ def build_dataset(
     df = df.join(user_map.rename({"raw": "user", "index": "uid"}), on="user").join(
         item_map.rename({"raw": "item", "index": "iid"}), on="item"
     )
-    sort_keys = ["uid", "timestamp", "order"] if has_time and options.order_by_timestamp else ["uid", "order"]
+    sort_keys = (
+        ["uid", "timestamp", "order"]
+        if has_time and options.order_by_timestamp
+        else ["uid", "order"]
+    )
     df = df.sort(sort_keys)
 
     n_users = user_map.height

@@ -21,7 +21,7 @@ import polars as pl
 
 from llmseqrec.data.dataset import Dataset
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # bump when reader output changes: stale caches are not reused
 FULL_HASH_LIMIT = 512 * 1024 * 1024
 
 
@@ -43,7 +43,9 @@ def file_digest(path: Path) -> str:
 
 
 def cache_key(payload: dict[str, Any]) -> str:
-    blob = json.dumps({**payload, "cache_format": CACHE_FORMAT_VERSION}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {**payload, "cache_format": CACHE_FORMAT_VERSION}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -70,7 +72,9 @@ def save_dataset(dataset: Dataset, directory: Path) -> Path:
             np.save(tmp / "timestamps.npy", dataset.timestamps)
         pl.DataFrame({"user": dataset.user_ids.astype(str)}).write_parquet(tmp / "users.parquet")
         dataset.item_text.write_parquet(tmp / "item_text.parquet")
-        (tmp / "meta.json").write_text(json.dumps(dataset.metadata, indent=2, default=str), encoding="utf-8")
+        (tmp / "meta.json").write_text(
+            json.dumps(dataset.metadata, indent=2, default=str), encoding="utf-8"
+        )
         try:
             os.rename(tmp, directory)
         except OSError:
@@ -88,7 +92,9 @@ def load_dataset(directory: Path) -> Dataset:
     directory = Path(directory)
     metadata = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     item_text = pl.read_parquet(directory / "item_text.parquet")
-    timestamps = np.load(directory / "timestamps.npy") if (directory / "timestamps.npy").exists() else None
+    timestamps = (
+        np.load(directory / "timestamps.npy") if (directory / "timestamps.npy").exists() else None
+    )
     return Dataset(
         name=metadata["name"],
         user_ids=pl.read_parquet(directory / "users.parquet")["user"].to_numpy().astype(str),

@@ -122,7 +122,11 @@ class Dataset:
     def item_titles(self) -> list[str]:
         """A short human label per item (index 0 = padding), for printing histories."""
         labels = ["<pad>"]
-        titles = self.item_text.get_column("title").to_list() if "title" in self.item_text.columns else []
+        titles = (
+            self.item_text.get_column("title").to_list()
+            if "title" in self.item_text.columns
+            else []
+        )
         for i, raw in enumerate(self.item_ids.tolist()):
             title = titles[i] if i < len(titles) else None
             labels.append(title if title else f"item {raw}")
@@ -160,7 +164,9 @@ class Dataset:
             if col.dtype == pl.List:
                 filled = int((col.list.len().fill_null(0) > 0).sum())
             else:
-                filled = int((col.cast(pl.Utf8).fill_null("").str.strip_chars().str.len_chars() > 0).sum())
+                filled = int(
+                    (col.cast(pl.Utf8).fill_null("").str.strip_chars().str.len_chars() > 0).sum()
+                )
             coverage[name] = filled / n
         return coverage
 

@@ -91,10 +91,17 @@ def prepare(
     raw = reader.read(spec)
     if raw.interactions.height == 0:
         raise DataFormatError(files[next(iter(files))], "no interactions found")
-    source = {"format": spec.format, "files": {k: str(Path(v).resolve()) for k, v in files.items()}, "spec": spec.model_dump(mode="json")}
+    source = {
+        "format": spec.format,
+        "files": {k: str(Path(v).resolve()) for k, v in files.items()},
+        "spec": spec.model_dump(mode="json"),
+    }
     dataset = build_dataset(raw, name=name, options=options, source=source)
     if dataset.n_users == 0:
-        raise DataFormatError(files[next(iter(files))], f"no user has at least {options.min_seq_len} items after filtering")
+        raise DataFormatError(
+            files[next(iter(files))],
+            f"no user has at least {options.min_seq_len} items after filtering",
+        )
     dataset.metadata["cache_key"] = key
     dataset.metadata["prepare_seconds"] = round(time.perf_counter() - started, 3)
     if force and directory.exists():

@@ -32,20 +32,85 @@ from llmseqrec.data.readers.text import text_frame
 GENERATOR_VERSION = 1
 
 CATEGORIES = {
-    "Skincare": (["Face Cream", "Serum", "Cleanser", "Toner", "Eye Gel"], ["Gentle", "Hydrating", "Radiant", "Calming"], ["Moisturizers", "Treatments", "Cleansers"]),
-    "Hair Care": (["Shampoo", "Conditioner", "Hair Oil", "Styling Gel", "Hair Mask"], ["Silky", "Volumizing", "Repair", "Curl"], ["Shampoos", "Treatments", "Styling"]),
-    "Makeup": (["Lipstick", "Mascara", "Eyeliner", "Foundation", "Blush"], ["Matte", "Velvet", "Long-Wear", "Sheer"], ["Lips", "Eyes", "Face"]),
-    "Kitchen": (["Chef Knife", "Skillet", "Cutting Board", "Saucepan", "Spatula"], ["Forged", "Nonstick", "Bamboo", "Cast Iron"], ["Cookware", "Cutlery", "Utensils"]),
-    "Coffee & Tea": (["Espresso Beans", "Green Tea", "French Press", "Milk Frother", "Pour-Over Kit"], ["Dark Roast", "Organic", "Single Origin", "Smooth"], ["Coffee", "Tea", "Brewing"]),
-    "Outdoor": (["Trail Backpack", "Tent", "Headlamp", "Water Filter", "Sleeping Bag"], ["Ultralight", "Rugged", "Waterproof", "Compact"], ["Camping", "Hiking", "Lighting"]),
-    "Fitness": (["Yoga Mat", "Dumbbell Set", "Resistance Band", "Foam Roller", "Jump Rope"], ["Pro", "Adjustable", "Grip", "Eco"], ["Yoga", "Strength", "Recovery"]),
-    "Books": (["Mystery Novel", "Cookbook", "Travel Guide", "Poetry Collection", "Sci-Fi Saga"], ["Illustrated", "Classic", "Bestselling", "Annotated"], ["Fiction", "Nonfiction", "Reference"]),
-    "Office": (["Notebook", "Gel Pen Set", "Desk Organizer", "Stapler", "Sticky Notes"], ["Dotted", "Premium", "Colorful", "Minimal"], ["Paper", "Writing", "Desk"]),
-    "Pets": (["Dog Food", "Cat Toy", "Pet Bed", "Leash", "Chew Treats"], ["Grain-Free", "Durable", "Cozy", "Natural"], ["Dogs", "Cats", "Accessories"]),
-    "Audio": (["Headphones", "Bluetooth Speaker", "Earbuds", "Turntable", "Microphone"], ["Wireless", "Noise-Cancelling", "Studio", "Portable"], ["Headphones", "Speakers", "Recording"]),
-    "Garden": (["Seed Kit", "Pruning Shears", "Planter", "Watering Can", "Compost Bin"], ["Heirloom", "Stainless", "Self-Watering", "Ceramic"], ["Seeds", "Tools", "Planters"]),
+    "Skincare": (
+        ["Face Cream", "Serum", "Cleanser", "Toner", "Eye Gel"],
+        ["Gentle", "Hydrating", "Radiant", "Calming"],
+        ["Moisturizers", "Treatments", "Cleansers"],
+    ),
+    "Hair Care": (
+        ["Shampoo", "Conditioner", "Hair Oil", "Styling Gel", "Hair Mask"],
+        ["Silky", "Volumizing", "Repair", "Curl"],
+        ["Shampoos", "Treatments", "Styling"],
+    ),
+    "Makeup": (
+        ["Lipstick", "Mascara", "Eyeliner", "Foundation", "Blush"],
+        ["Matte", "Velvet", "Long-Wear", "Sheer"],
+        ["Lips", "Eyes", "Face"],
+    ),
+    "Kitchen": (
+        ["Chef Knife", "Skillet", "Cutting Board", "Saucepan", "Spatula"],
+        ["Forged", "Nonstick", "Bamboo", "Cast Iron"],
+        ["Cookware", "Cutlery", "Utensils"],
+    ),
+    "Coffee & Tea": (
+        ["Espresso Beans", "Green Tea", "French Press", "Milk Frother", "Pour-Over Kit"],
+        ["Dark Roast", "Organic", "Single Origin", "Smooth"],
+        ["Coffee", "Tea", "Brewing"],
+    ),
+    "Outdoor": (
+        ["Trail Backpack", "Tent", "Headlamp", "Water Filter", "Sleeping Bag"],
+        ["Ultralight", "Rugged", "Waterproof", "Compact"],
+        ["Camping", "Hiking", "Lighting"],
+    ),
+    "Fitness": (
+        ["Yoga Mat", "Dumbbell Set", "Resistance Band", "Foam Roller", "Jump Rope"],
+        ["Pro", "Adjustable", "Grip", "Eco"],
+        ["Yoga", "Strength", "Recovery"],
+    ),
+    "Books": (
+        ["Mystery Novel", "Cookbook", "Travel Guide", "Poetry Collection", "Sci-Fi Saga"],
+        ["Illustrated", "Classic", "Bestselling", "Annotated"],
+        ["Fiction", "Nonfiction", "Reference"],
+    ),
+    "Office": (
+        ["Notebook", "Gel Pen Set", "Desk Organizer", "Stapler", "Sticky Notes"],
+        ["Dotted", "Premium", "Colorful", "Minimal"],
+        ["Paper", "Writing", "Desk"],
+    ),
+    "Pets": (
+        ["Dog Food", "Cat Toy", "Pet Bed", "Leash", "Chew Treats"],
+        ["Grain-Free", "Durable", "Cozy", "Natural"],
+        ["Dogs", "Cats", "Accessories"],
+    ),
+    "Audio": (
+        ["Headphones", "Bluetooth Speaker", "Earbuds", "Turntable", "Microphone"],
+        ["Wireless", "Noise-Cancelling", "Studio", "Portable"],
+        ["Headphones", "Speakers", "Recording"],
+    ),
+    "Garden": (
+        ["Seed Kit", "Pruning Shears", "Planter", "Watering Can", "Compost Bin"],
+        ["Heirloom", "Stainless", "Self-Watering", "Ceramic"],
+        ["Seeds", "Tools", "Planters"],
+    ),
 }
-BRAND_SYLLABLES = ["Nord", "Vik", "Alba", "Lumi", "Terra", "Soli", "Kora", "Bel", "Rivo", "Mira", "Osto", "Pax", "Quin", "Zeta", "Hale", "Ember"]
+BRAND_SYLLABLES = [
+    "Nord",
+    "Vik",
+    "Alba",
+    "Lumi",
+    "Terra",
+    "Soli",
+    "Kora",
+    "Bel",
+    "Rivo",
+    "Mira",
+    "Osto",
+    "Pax",
+    "Quin",
+    "Zeta",
+    "Hale",
+    "Ember",
+]
 
 
 def _brands(rng: np.random.Generator, n: int) -> list[str]:
@@ -62,8 +127,13 @@ def generate(seed: int = 0, n_users: int = 3000, n_items: int = 1500) -> RawData
     rng = np.random.default_rng(seed)
     categories = list(CATEGORIES)
     brands = _brands(rng, 40)
-    brand_cats = {b: rng.choice(len(categories), rng.integers(1, 4), replace=False).tolist() for b in brands}
-    cat_brands = {c: [b for b in brands if c in brand_cats[b]] or [brands[c % len(brands)]] for c in range(len(categories))}
+    brand_cats = {
+        b: rng.choice(len(categories), rng.integers(1, 4), replace=False).tolist() for b in brands
+    }
+    cat_brands = {
+        c: [b for b in brands if c in brand_cats[b]] or [brands[c % len(brands)]]
+        for c in range(len(categories))
+    }
 
     titles, item_brand, item_cat, item_sub, descriptions, series_next = [], [], [], [], [], []
     per_cat = n_items // len(categories)
@@ -82,7 +152,9 @@ def generate(seed: int = 0, n_users: int = 3000, n_items: int = 1500) -> RawData
                 item_brand.append(brand)
                 item_cat.append(c)
                 item_sub.append(sub)
-                descriptions.append(f"A {adjective.lower()} {noun.lower()} from {brand}, part {k + 1} of a {size}-piece line.")
+                descriptions.append(
+                    f"A {adjective.lower()} {noun.lower()} from {brand}, part {k + 1} of a {size}-piece line."
+                )
                 series_next.append(start + k + 1 if k + 1 < size else -1)
             made += size
     n = len(titles)
@@ -112,7 +184,9 @@ def generate(seed: int = 0, n_users: int = 3000, n_items: int = 1500) -> RawData
             else:
                 if rng.random() < 0.2:
                     if rng.random() < 0.1:  # slow drift: adopt a new interest
-                        interests[int(rng.integers(len(interests)))] = int(rng.integers(len(categories)))
+                        interests[int(rng.integers(len(interests)))] = int(
+                            rng.integers(len(categories))
+                        )
                     current_cat = interests[int(rng.choice(len(interests), p=weights))]
                 members = cat_items[current_cat]
                 p = popularity[members].copy()
@@ -132,14 +206,19 @@ def generate(seed: int = 0, n_users: int = 3000, n_items: int = 1500) -> RawData
             "item": [str(i + 1) for i in range(n)],
             "title": titles,
             "brand": item_brand,
-            "categories": [[categories[item_cat[i]], CATEGORIES[categories[item_cat[i]]][2][item_sub[i]]] for i in range(n)],
+            "categories": [
+                [categories[item_cat[i]], CATEGORIES[categories[item_cat[i]]][2][item_sub[i]]]
+                for i in range(n)
+            ],
             "description": descriptions,
         }
     )
     return RawData(interactions=interactions_frame(users, items, stamps), item_text=text)
 
 
-def prepare_synthetic(cache: Path | None = None, seed: int = 0, n_users: int = 3000, n_items: int = 1500) -> Dataset:
+def prepare_synthetic(
+    cache: Path | None = None, seed: int = 0, n_users: int = 3000, n_items: int = 1500
+) -> Dataset:
     """Build (or reload) the embedded dataset under the name ``synthetic``."""
     cache = Path(cache) if cache is not None else paths.cache_root()
     params = {"generator": GENERATOR_VERSION, "seed": seed, "n_users": n_users, "n_items": n_items}
@@ -149,7 +228,12 @@ def prepare_synthetic(cache: Path | None = None, seed: int = 0, n_users: int = 3
         dataset = cache_mod.load_dataset(directory)
     else:
         options = PrepareOptions()
-        dataset = build_dataset(generate(seed, n_users, n_items), name="synthetic", options=options, source={"format": "synthetic", **params})
+        dataset = build_dataset(
+            generate(seed, n_users, n_items),
+            name="synthetic",
+            options=options,
+            source={"format": "synthetic", **params},
+        )
         dataset.metadata["cache_key"] = key
         cache_mod.save_dataset(dataset, directory)
     cache_mod.set_current(cache, "synthetic", key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from llmseqrec.data.readers import amazon, movielens, pairs, rechorus, recbole, sequence, table
+from llmseqrec.data.readers import amazon, movielens, pairs, recbole, rechorus, sequence, table
 from llmseqrec.data.readers.spec import SourceSpec
 
 FORMATS: dict[str, ModuleType] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +21,24 @@ def require_file(path: Path, what: str = "file") -> Path:
     return path
 
 
+INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
 def open_text(path: Path, encoding: str = "utf-8"):
-    """Open plain or gzip text; undecodable bytes are an error, never silently replaced."""
+    """Open plain or gzip text; undecodable bytes are an error, never silently replaced.
+
+    UTF-8 files may start with a byte-order mark (Windows editors write one); it is dropped.
+    """
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"
     if str(path).endswith(".gz"):
         return gzip.open(path, "rt", encoding=encoding, newline="")
     return open(path, encoding=encoding, newline="")
 
 
-def iter_lines(path: Path, encoding: str = "utf-8", skip_blank: bool = True) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: Path, encoding: str = "utf-8", skip_blank: bool = True
+) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without newline) pairs."""
     require_file(path)
     try:
@@ -38,7 +49,9 @@ def iter_lines(path: Path, encoding: str = "utf-8", skip_blank: bool = True) -> 
                     continue
                 yield number, line
     except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not valid {encoding} text ({exc.reason} at byte {exc.start})") from exc
+        raise DataFormatError(
+            path, f"not valid {encoding} text ({exc.reason} at byte {exc.start})"
+        ) from exc
     except (OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise DataFormatError(path, "file not found") from exc
@@ -48,12 +61,16 @@ def iter_lines(path: Path, encoding: str = "utf-8", skip_blank: bool = True) -> 
 def check_int(token: str, path: Path, line: int, field: str) -> str:
     """Numeric formats: ids must be integers; returns the canonical string form."""
     stripped = token.strip()
-    if not stripped.lstrip("-").isdigit():
-        raise DataFormatError(path, f"expected an integer id, found {token!r}", line=line, field=field)
+    if not INTEGER.fullmatch(stripped):
+        raise DataFormatError(
+            path, f"expected an integer id, found {token!r}", line=line, field=field
+        )
     return str(int(stripped))
 
 
-def split_fields(line: str, sep: str | None, expected: int, path: Path, number: int, names: str) -> list[str]:
+def split_fields(
+    line: str, sep: str | None, expected: int, path: Path, number: int, names: str
+) -> list[str]:
     """Split a delimited line and insist on at least ``expected`` fields, hinting at the separator."""
     parts = line.split(sep) if sep is not None else line.split()
     if len(parts) < expected:

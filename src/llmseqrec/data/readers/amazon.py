@@ -27,7 +27,9 @@ def _parse_record(line: str, path: Path, number: int) -> dict:
         try:
             record = ast.literal_eval(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            raise DataFormatError(path, "line is neither JSON nor a Python literal", line=number) from exc
+            raise DataFormatError(
+                path, "line is neither JSON nor a Python literal", line=number
+            ) from exc
     if not isinstance(record, dict):
         raise DataFormatError(path, "expected one JSON object per line", line=number)
     return record
@@ -39,10 +41,18 @@ def resolve(spec: SourceSpec) -> dict[str, Path]:
         raise DataFormatError(path, "path not found")
     meta = Path(spec.meta) if spec.meta else None
     if path.is_dir():
-        reviews = sorted(p for p in path.iterdir() if p.name.startswith(("reviews_", "review")) or (p.suffix in (".json", ".gz") and not p.name.startswith("meta")))
+        reviews = sorted(
+            p
+            for p in path.iterdir()
+            if p.name.startswith(("reviews_", "review"))
+            or (p.suffix in (".json", ".gz") and not p.name.startswith("meta"))
+        )
         reviews = [p for p in reviews if not p.name.startswith("meta")]
         if len(reviews) != 1:
-            raise DataFormatError(path, f"expected one reviews file (*.json / *.json.gz), found {len(reviews)}; pass the file")
+            raise DataFormatError(
+                path,
+                f"expected one reviews file (*.json / *.json.gz), found {len(reviews)}; pass the file",
+            )
         if meta is None:
             metas = sorted(path.glob("meta*"))
             meta = metas[0] if metas else None
@@ -65,7 +75,12 @@ def read(spec: SourceSpec) -> RawData:
         try:
             stamp = int(record["unixReviewTime"])
         except (TypeError, ValueError) as exc:
-            raise DataFormatError(path, f"expected an integer, found {record['unixReviewTime']!r}", line=number, field="unixReviewTime") from exc
+            raise DataFormatError(
+                path,
+                f"expected an integer, found {record['unixReviewTime']!r}",
+                line=number,
+                field="unixReviewTime",
+            ) from exc
         users.append(str(record["reviewerID"]))
         items.append(str(record["asin"]))
         times.append(stamp)
@@ -95,7 +110,13 @@ def _as_text(value) -> str | None:
 
 
 def _read_meta(path: Path):
-    rows: dict[str, list] = {"item": [], "title": [], "brand": [], "categories": [], "description": []}
+    rows: dict[str, list] = {
+        "item": [],
+        "title": [],
+        "brand": [],
+        "categories": [],
+        "description": [],
+    }
     for number, line in iter_lines(path):
         record = _parse_record(line, path, number)
         if "asin" not in record:

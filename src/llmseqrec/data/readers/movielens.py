@@ -86,7 +86,9 @@ def _read_movies_dat(path: Path):
 def _read_u_item(path: Path):
     ids, titles, genres, dates = [], [], [], []
     for number, line in iter_lines(path, LATIN1):
-        parts = split_fields(line, "|", 5 + len(ML100K_GENRES), path, number, "id, title, date, ..., genre flags")
+        parts = split_fields(
+            line, "|", 5 + len(ML100K_GENRES), path, number, "id, title, date, ..., genre flags"
+        )
         ids.append(check_int(parts[0], path, number, "movie id"))
         titles.append(parts[1].strip())
         dates.append(parts[2].strip() or None)

@@ -18,7 +18,10 @@ def resolve(spec: SourceSpec) -> dict[str, Path]:
     if path.is_dir():
         txt = sorted(p for p in path.glob("*.txt") if p.is_file())
         if len(txt) != 1:
-            raise DataFormatError(path, f"a directory needs exactly one .txt pair file, found {len(txt)}; pass the file")
+            raise DataFormatError(
+                path,
+                f"a directory needs exactly one .txt pair file, found {len(txt)}; pass the file",
+            )
         path = txt[0]
     files = {"interactions": path}
     for i, extra in enumerate(spec.item_text):
@@ -43,8 +46,14 @@ def read(spec: SourceSpec) -> RawData:
             with_time = len(parts) >= 3
         if with_time:
             if len(parts) < 3:
-                raise DataFormatError(path, "timestamp missing (earlier lines have one)", line=number)
+                raise DataFormatError(
+                    path, "timestamp missing (earlier lines have one)", line=number
+                )
             times.append(int(check_int(parts[2], path, number, "timestamp")))
     frame = interactions_frame(users, items, times if with_time else None)
-    texts = [read_item_text_file(p, spec.text_fields) for k, p in files.items() if k.startswith("item_text")]
+    texts = [
+        read_item_text_file(p, spec.text_fields)
+        for k, p in files.items()
+        if k.startswith("item_text")
+    ]
     return RawData(interactions=frame, item_text=merge_text(texts))

@@ -30,7 +30,14 @@ def resolve(spec: SourceSpec) -> dict[str, Path]:
     return files
 
 
-def _strip_types(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+def _strip_types(frame: pl.DataFrame, path: Path, sep: str) -> tuple[pl.DataFrame, dict[str, str]]:
+    if frame.width == 1:
+        raise DataFormatError(
+            path,
+            f"expected {sep!r}-separated typed columns, found one column {frame.columns[0]!r}"
+            " — wrong separator?",
+            line=1,
+        )
     names, types = [], {}
     for column in frame.columns:
         name, _, kind = column.partition(":")
@@ -43,7 +50,7 @@ def read(spec: SourceSpec) -> RawData:
     files = resolve(spec)
     sep = spec.separator or "\t"
     path = files["inter"]
-    table, types = _strip_types(read_table(path, sep, "RecBole .inter file"))
+    table, types = _strip_types(read_table(path, sep, "RecBole .inter file"), path, sep)
     user_col = spec.columns.get("user", "user_id")
     item_col = spec.columns.get("item", "item_id")
     time_col = spec.columns.get("timestamp", "timestamp")
@@ -54,12 +61,18 @@ def read(spec: SourceSpec) -> RawData:
         times = raw.cast(pl.Float64, strict=False)
         if (times.is_null() & raw.is_not_null()).any():
             index = int((times.is_null() & raw.is_not_null()).arg_true()[0])
-            raise DataFormatError(path, f"expected a number, found {raw[index]!r}", line=index + 2, field=time_col)
+            raise DataFormatError(
+                path, f"expected a number, found {raw[index]!r}", line=index + 2, field=time_col
+            )
         columns["timestamp"] = times.cast(pl.Int64)
-    interactions = pl.DataFrame(columns).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
+    interactions = (
+        pl.DataFrame(columns).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
+    )
     text = None
     if "item" in files:
-        item_table, item_types = _strip_types(read_table(files["item"], sep, "RecBole .item file"))
+        item_table, item_types = _strip_types(
+            read_table(files["item"], sep, "RecBole .item file"), files["item"], sep
+        )
         require_columns(item_table, files["item"], [item_col])
         rows: dict[str, list] = {"item": item_table[item_col].str.strip_chars().to_list()}
         for column in item_table.columns:
@@ -68,7 +81,12 @@ def read(spec: SourceSpec) -> RawData:
             target = spec.text_fields.get(column, FIELD_SYNONYMS.get(column.lower(), column))
             values = item_table[column].to_list()
             if target == "categories":
-                rows[target] = [[v for v in (s or "").split() if v] if item_types[column] == "token_seq" else ([s] if s else []) for s in values]
+                rows[target] = [
+                    [v for v in (s or "").split() if v]
+                    if item_types[column] == "token_seq"
+                    else ([s] if s else [])
+                    for s in values
+                ]
             else:
                 rows[target] = [s or None for s in values]
         text = text_frame(rows)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from llmseqrec.data.build import RawData
-from llmseqrec.data.readers._common import require_file
+from llmseqrec.data.readers._common import check_int, iter_lines, require_file, split_fields
 from llmseqrec.data.readers._tables import integer_column, read_table, require_columns
 from llmseqrec.data.readers.spec import SourceSpec
 from llmseqrec.data.readers.text import merge_text, read_item_text_file, read_text_table
@@ -29,7 +29,10 @@ def resolve(spec: SourceSpec) -> dict[str, Path]:
         if (folder / part).is_file():
             files[part] = folder / part
     if "train.csv" not in files:
-        raise DataFormatError(folder / "train.csv", "file not found (ReChorus needs train.csv, optional dev.csv/test.csv)")
+        raise DataFormatError(
+            folder / "train.csv",
+            "file not found (ReChorus needs train.csv, optional dev.csv/test.csv)",
+        )
     texts = sorted(folder.glob("*.text"))
     index = sorted(folder.glob("*.item2index"))
     if texts and index:
@@ -60,21 +63,28 @@ def read(spec: SourceSpec) -> RawData:
             )
         )
     # File order (train, dev, test) breaks timestamp ties: ReChorus times are day-granular.
-    interactions = pl.concat(frames).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
+    interactions = (
+        pl.concat(frames).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
+    )
     texts = []
     if "text" in files:
         texts.append(_read_asin_text(files["text"], files["item2index"]))
-    texts += [read_item_text_file(p, spec.text_fields) for k, p in files.items() if k.startswith("item_text")]
+    texts += [
+        read_item_text_file(p, spec.text_fields)
+        for k, p in files.items()
+        if k.startswith("item_text")
+    ]
     return RawData(interactions=interactions, item_text=merge_text(texts))
 
 
 def _read_asin_text(text_path: Path, index_path: Path) -> pl.DataFrame:
     """``Office.text`` (id = ASIN, text = title + category + brand, not separable) joined to ids."""
     text = read_text_table(text_path, id_column="id", field_map={"text": "title"})
-    require_file(index_path, "item2index file")
-    index = pl.read_csv(index_path, separator="\t", has_header=False, infer_schema=False, new_columns=["asin", "item"])
-    if index.width != 2:
-        raise DataFormatError(index_path, "expected 'ASIN<TAB>item_id' per line")
-    integer_column(index, "item", index_path, header_lines=0)
+    asins, ids = [], []
+    for number, line in iter_lines(require_file(index_path, "item2index file")):
+        parts = split_fields(line, "\t", 2, index_path, number, "ASIN, item_id")
+        asins.append(parts[0].strip())
+        ids.append(check_int(parts[1], index_path, number, "item_id"))
+    index = pl.DataFrame({"asin": asins, "item": ids}, schema={"asin": pl.Utf8, "item": pl.Utf8})
     joined = index.join(text.rename({"item": "asin"}), on="asin", how="left")
     return joined.select("item", *[c for c in joined.columns if c not in ("item",)])

@@ -22,11 +22,15 @@ def parse_sequence_file(path: Path, numeric: bool = True) -> pl.DataFrame:
         parts = line.split()
         if len(parts) < 2:
             raise DataFormatError(
-                path, "expected 'user item item ...' separated by whitespace — wrong separator?", line=number
+                path,
+                "expected 'user item item ...' separated by whitespace — wrong separator?",
+                line=number,
             )
         user = check_int(parts[0], path, number, "user") if numeric else parts[0]
         if user in seen:
-            raise DataFormatError(path, f"user {user} is listed twice (first on line {seen[user]})", line=number)
+            raise DataFormatError(
+                path, f"user {user} is listed twice (first on line {seen[user]})", line=number
+            )
         seen[user] = number
         row = parts[1:]
         if numeric:
@@ -36,7 +40,13 @@ def parse_sequence_file(path: Path, numeric: bool = True) -> pl.DataFrame:
     return interactions_frame(users, items)
 
 
-def parse_sequence_table(path: Path, user_column: str, items_column: str, separator: str | None = None, numeric: bool = True) -> pl.DataFrame:
+def parse_sequence_table(
+    path: Path,
+    user_column: str,
+    items_column: str,
+    separator: str | None = None,
+    numeric: bool = True,
+) -> pl.DataFrame:
     """A delimited table with a header; ``items_column`` holds space-separated item ids."""
     sep = separator or sniff_separator(path)
     header = None
@@ -49,15 +59,37 @@ def parse_sequence_table(path: Path, user_column: str, items_column: str, separa
             header = [h.strip() for h in parts]
             for needed in (user_column, items_column):
                 if not any(h == needed or h.startswith(needed + " ") for h in header):
-                    raise DataFormatError(path, f"required column not found (columns: {', '.join(header)})", field=needed)
-            u_index = next(i for i, h in enumerate(header) if h == user_column or h.startswith(user_column + " "))
-            i_index = next(i for i, h in enumerate(header) if h == items_column or h.startswith(items_column + " "))
+                    raise DataFormatError(
+                        path,
+                        f"required column not found (columns: {', '.join(header)})",
+                        field=needed,
+                    )
+            u_index = next(
+                i
+                for i, h in enumerate(header)
+                if h == user_column or h.startswith(user_column + " ")
+            )
+            i_index = next(
+                i
+                for i, h in enumerate(header)
+                if h == items_column or h.startswith(items_column + " ")
+            )
             continue
         if len(parts) != len(header):
-            raise DataFormatError(path, f"expected {len(header)} fields separated by {sep!r}, found {len(parts)}", line=number)
-        user = check_int(parts[u_index], path, number, user_column) if numeric else parts[u_index].strip()
+            raise DataFormatError(
+                path,
+                f"expected {len(header)} fields separated by {sep!r}, found {len(parts)}",
+                line=number,
+            )
+        user = (
+            check_int(parts[u_index], path, number, user_column)
+            if numeric
+            else parts[u_index].strip()
+        )
         if user in seen:
-            raise DataFormatError(path, f"user {user} is listed twice (first on line {seen[user]})", line=number)
+            raise DataFormatError(
+                path, f"user {user} is listed twice (first on line {seen[user]})", line=number
+            )
         seen[user] = number
         row = parts[i_index].split()
         if numeric:
@@ -76,7 +108,10 @@ def resolve(spec: SourceSpec) -> dict[str, Path]:
     if path.is_dir():
         txt = sorted(p for p in path.glob("*.txt") if p.is_file())
         if len(txt) != 1:
-            raise DataFormatError(path, f"a directory needs exactly one .txt sequence file, found {len(txt)}; pass the file")
+            raise DataFormatError(
+                path,
+                f"a directory needs exactly one .txt sequence file, found {len(txt)}; pass the file",
+            )
         path = txt[0]
     files = {"interactions": path}
     for i, extra in enumerate(spec.item_text):
@@ -97,5 +132,9 @@ def read(spec: SourceSpec) -> RawData:
         )
     else:
         frame = parse_sequence_file(path, numeric=spec.numeric_ids)
-    texts = [read_item_text_file(p, spec.text_fields) for k, p in files.items() if k.startswith("item_text")]
+    texts = [
+        read_item_text_file(p, spec.text_fields)
+        for k, p in files.items()
+        if k.startswith("item_text")
+    ]
     return RawData(interactions=frame, item_text=merge_text(texts))

@@ -15,12 +15,16 @@ class SourceSpec(BaseModel):
     format: str
     path: Path
     item_text: list[Path] = Field(default_factory=list, description="side tables of item text")
-    meta: Path | None = Field(None, description="item metadata file (movies.dat, u.item, Amazon meta, .item)")
+    meta: Path | None = Field(
+        None, description="item metadata file (movies.dat, u.item, Amazon meta, .item)"
+    )
     text_fields: dict[str, str] = Field(
-        default_factory=dict, description="source text column -> canonical field (title, brand, ...)"
+        default_factory=dict,
+        description="source text column -> canonical field (title, brand, ...)",
     )
     columns: dict[str, str] = Field(
-        default_factory=dict, description="generic tables: user/item/timestamp/order -> source column"
+        default_factory=dict,
+        description="generic tables: user/item/timestamp/order -> source column",
     )
     separator: str | None = None
     numeric_ids: bool = Field(True, description="numeric formats reject non-integer ids")

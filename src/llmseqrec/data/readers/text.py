@@ -14,11 +14,15 @@ from llmseqrec.errors import DataFormatError
 FIELD_SYNONYMS = {
     "title": "title",
     "name": "title",
+    "movie_title": "title",
+    "item_name": "title",
     "artist": "title",
     "brand": "brand",
     "categories": "categories",
     "category": "categories",
     "genres": "categories",
+    "genre": "categories",
+    "class": "categories",
     "description": "description",
     "text": "description",
 }
@@ -66,7 +70,11 @@ def read_text_table(
         if header is None:
             header = [h.strip() for h in parts]
             if len(header) < 2:
-                raise DataFormatError(path, "expected a header with an id column and at least one text field", line=number)
+                raise DataFormatError(
+                    path,
+                    "expected a header with an id column and at least one text field",
+                    line=number,
+                )
             continue
         if len(parts) != len(header):
             # Text may itself contain the separator: keep the leading columns, join the rest into the last.
@@ -79,7 +87,9 @@ def read_text_table(
         raise DataFormatError(path, "file is empty")
     id_column = id_column or header[0]
     if id_column not in header:
-        raise DataFormatError(path, f"required column not found (columns: {', '.join(header)})", field=id_column)
+        raise DataFormatError(
+            path, f"required column not found (columns: {', '.join(header)})", field=id_column
+        )
     id_index = header.index(id_column)
     mapping = dict(field_map or {})
     out: dict[str, list] = {"item": [r[id_index].strip() for r in rows]}
@@ -105,10 +115,14 @@ def read_categories_json(path: Path, field: str = "categories") -> pl.DataFrame:
     """JSON object: item id -> list of category strings (e.g. Yelp closed_categories.json)."""
     path = require_file(Path(path), "categories file")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             data = json.load(handle)
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from exc
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            path, f"not valid utf-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     if not isinstance(data, dict):
         raise DataFormatError(path, "expected a JSON object mapping item id -> list of categories")
     ids, values = [], []
@@ -122,7 +136,9 @@ def read_categories_json(path: Path, field: str = "categories") -> pl.DataFrame:
     return text_frame({"item": ids, field: values})
 
 
-def read_id_title(path: Path, *, separator: str = "::", encoding: str = "utf-8", field: str = "title") -> pl.DataFrame:
+def read_id_title(
+    path: Path, *, separator: str = "::", encoding: str = "utf-8", field: str = "title"
+) -> pl.DataFrame:
     """``id<sep>title`` per line (LLaRA id2name.txt)."""
     ids, titles = [], []
     for number, line in iter_lines(Path(path), encoding):
@@ -157,5 +173,7 @@ def merge_text(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
         shared = [c for c in frame.columns if c in merged.columns and c != "item"]
         merged = merged.join(frame, on="item", how="full", coalesce=True, suffix="__new")
         for c in shared:
-            merged = merged.with_columns(pl.coalesce(pl.col(c), pl.col(f"{c}__new")).alias(c)).drop(f"{c}__new")
+            merged = merged.with_columns(pl.coalesce(pl.col(c), pl.col(f"{c}__new")).alias(c)).drop(
+                f"{c}__new"
+            )
     return merged
