@@ -1,0 +1,143 @@
+"""Property tests: leave-one-out split, minimum length, iterative k-core, ordering, cache round trip."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmseqrec.data import cache as cache_mod
+from llmseqrec.data.build import PrepareOptions, RawData, build_dataset, interactions_frame
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+sequences = st.dictionaries(
+    keys=st.integers(0, 40).map(str),
+    values=st.lists(st.integers(0, 25).map(str), min_size=0, max_size=12),
+    min_size=1,
+    max_size=15,
+)
+
+
+def build_from(seqs: dict[str, list[str]], timestamps=None, **options):
+    users = [u for u, row in seqs.items() for _ in row]
+    items = [i for row in seqs.values() for i in row]
+    raw = RawData(interactions=interactions_frame(users, items, timestamps))
+    return build_dataset(raw, name="p", options=PrepareOptions(**options), source={})
+
+
+@SETTINGS
+@given(sequences)
+def test_split_is_leave_one_out_and_every_long_user_is_kept(seqs):
+    long_users = {u for u, row in seqs.items() if len(row) >= 3}
+    if not long_users:
+        return
+    ds = build_from(seqs)
+    assert set(ds.user_ids.tolist()) == long_users
+    assert ds.metadata["counts"]["dropped_users"] == len([u for u, r in seqs.items() if r]) - len(
+        long_users
+    )
+    assert ds.items.min() >= 1 and ds.items.max() == ds.n_items
+    assert len(np.unique(ds.items)) == ds.n_items  # every item id in 1..N is used
+    split = ds.split
+    assert split.n_users == ds.n_users
+    assert len(split.train_items) == ds.n_interactions - 2 * ds.n_users
+    for u in range(ds.n_users):
+        seq = ds.sequence(u)
+        raw = [ds.item_ids[i - 1] for i in seq]
+        assert raw == seqs[ds.user_ids[u]]  # file order kept
+        assert split.train_sequence(u).tolist() == seq[:-2].tolist()
+        assert split.valid_target[u] == seq[-2]
+        assert split.test_target[u] == seq[-1]
+        assert split.test_history(u).tolist() == seq[:-1].tolist()
+        assert split.train_lengths[u] == len(seq) - 2
+    # Targets never sit inside the training prefix positions.
+    ends = ds.offsets[1:]
+    positions = np.arange(ds.n_interactions)
+    user_of = np.repeat(np.arange(ds.n_users), ds.lengths)
+    in_train = positions < (ends[user_of] - 2)
+    assert np.array_equal(ds.items[in_train], split.train_items)
+
+
+def reference_core(pairs: list[tuple[str, str]], min_user: int, min_item: int) -> Counter:
+    """Naive iterative k-core on a multiset of (user, item) rows."""
+    rows = list(pairs)
+    while True:
+        users = Counter(u for u, _ in rows)
+        items = Counter(i for _, i in rows)
+        kept = [(u, i) for u, i in rows if users[u] >= min_user and items[i] >= min_item]
+        if len(kept) == len(rows):
+            return Counter(kept)
+        rows = kept
+
+
+@SETTINGS
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(0, 12).map(str), st.integers(0, 12).map(str)),
+        min_size=1,
+        max_size=120,
+    ),
+    kcore_user=st.integers(0, 5),
+    kcore_item=st.integers(0, 5),
+    min_seq_len=st.integers(1, 5),
+)
+def test_kcore_result_is_the_maximal_core(pairs, kcore_user, kcore_item, min_seq_len):
+    users, items = zip(*pairs, strict=True)
+    raw = RawData(interactions=interactions_frame(list(users), list(items)))
+    options = PrepareOptions(kcore_user=kcore_user, kcore_item=kcore_item, min_seq_len=min_seq_len)
+    ds = build_dataset(raw, name="k", options=options, source={})
+    got = Counter(
+        (ds.user_ids[u], ds.item_ids[i - 1]) for u in range(ds.n_users) for i in ds.sequence(u)
+    )
+    min_user = max(kcore_user, min_seq_len)
+    expected = reference_core(pairs, min_user, kcore_item)
+    assert got == expected
+    # The core property itself.
+    if ds.n_interactions:
+        assert ds.lengths.min() >= min_user
+        assert np.bincount(ds.items)[1:].min() >= max(kcore_item, 1)
+    assert ds.metadata["counts"]["interactions"] == sum(expected.values())
+    assert ds.metadata["counts"]["dropped_interactions"] == len(pairs) - sum(expected.values())
+
+
+@SETTINGS
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 9).map(str), st.integers(0, 5)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_timestamp_order_is_stable(rows):
+    users, items, times = zip(*rows, strict=True)
+    raw = RawData(interactions=interactions_frame(list(users), list(items), list(times)))
+    ds = build_dataset(raw, name="t", options=PrepareOptions(min_seq_len=1), source={})
+    for u in range(ds.n_users):
+        user = ds.user_ids[u]
+        expected = [
+            i for _, _, i in sorted((t, n, i) for n, (uu, i, t) in enumerate(rows) if uu == user)
+        ]
+        got = [ds.item_ids[i - 1] for i in ds.sequence(u)]
+        assert got == expected
+        stamps = ds.timestamps[ds.offsets[u] : ds.offsets[u + 1]]
+        assert np.all(np.diff(stamps) >= 0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sequences)
+def test_cache_round_trip(seqs):
+    if not any(len(r) >= 3 for r in seqs.values()):
+        return
+    ds = build_from(seqs)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = cache_mod.save_dataset(ds, Path(tmp) / "x" / "dataset" / "k")
+        back = cache_mod.load_dataset(directory)
+    assert np.array_equal(back.items, ds.items) and np.array_equal(back.offsets, ds.offsets)
+    assert back.user_ids.tolist() == ds.user_ids.tolist()
+    assert back.item_ids.tolist() == ds.item_ids.tolist()
+    assert back.item_text.equals(ds.item_text)
