@@ -141,3 +141,80 @@ def test_cache_round_trip(seqs):
     assert back.user_ids.tolist() == ds.user_ids.tolist()
     assert back.item_ids.tolist() == ds.item_ids.tolist()
     assert back.item_text.equals(ds.item_text)
+
+
+# ---------------------------------------------------------------- fast path == line-by-line path
+
+token = st.integers(0, 30).map(str) | st.sampled_from(["007", "00", "-3"])
+space = st.sampled_from([" ", "  ", "\t", " \t "])
+
+
+@st.composite
+def sequence_file_text(draw):
+    users = draw(st.lists(st.integers(0, 50), min_size=1, max_size=8, unique=True))
+    lines = []
+    for u in users:
+        items = draw(st.lists(token, min_size=1, max_size=6))
+        parts = [str(u), *items]
+        line = parts[0]
+        for p in parts[1:]:
+            line += draw(space) + p
+        lines.append(draw(st.sampled_from(["", " "])) + line + draw(st.sampled_from(["", " "])))
+        if draw(st.booleans()):
+            lines.append("")
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    return (
+        draw(st.sampled_from(["", "\ufeff"]))
+        + ending.join(lines)
+        + draw(st.sampled_from(["", ending]))
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequence_file_text(), st.booleans())
+def test_fast_sequence_parser_matches_line_parser(text, numeric):
+    from llmseqrec.data.readers import sequence as seq_reader
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.txt"
+        path.write_bytes(text.encode("utf-8"))
+        fast = seq_reader.parse_sequence_file(path, numeric=numeric)
+        slow = seq_reader._parse_sequence_file_lines(path, numeric=numeric)
+    assert fast.equals(slow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(token, token, st.integers(0, 10**10)), min_size=1, max_size=20),
+    sep=st.sampled_from(["::", "\t"]),
+)
+def test_fast_ratings_parser_matches_line_parser(rows, sep):
+    from llmseqrec.data.readers import movielens
+
+    text = "".join(f"{u}{sep}{i}{sep}5{sep}{t}\n" for u, i, t in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("u.data" if sep == "\t" else "ratings.dat")
+        path.write_text(text)
+        fast = movielens._read_ratings(path, sep)
+        slow = movielens._read_ratings_lines(path, sep)
+    assert fast.equals(slow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(token, token, st.integers(0, 10**6)), min_size=1, max_size=20),
+    with_time=st.booleans(),
+    numeric=st.booleans(),
+)
+def test_fast_pairs_parser_matches_line_parser(rows, with_time, numeric):
+    from llmseqrec.data.readers import pairs
+    from llmseqrec.data.readers.spec import SourceSpec
+
+    text = "".join(f"{u} {i} {t}\n" if with_time else f"{u} {i}\n" for u, i, t in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.txt"
+        path.write_text(text)
+        spec = SourceSpec(format="pairs", path=path, numeric_ids=numeric)
+        fast = pairs.read(spec).interactions
+        slow = pairs._read_pair_lines(path, spec)
+    assert fast.equals(slow)

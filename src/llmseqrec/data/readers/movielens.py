@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
+
 from llmseqrec.data.build import RawData, interactions_frame
 from llmseqrec.data.readers._common import check_int, iter_lines, require_file, split_fields
+from llmseqrec.data.readers._fast import numeric_columns
 from llmseqrec.data.readers.sequence import parse_sequence_file
 from llmseqrec.data.readers.spec import SourceSpec
 from llmseqrec.data.readers.text import text_frame
@@ -64,6 +67,14 @@ def read(spec: SourceSpec) -> RawData:
 
 
 def _read_ratings(path: Path, sep: str):
+    fast = numeric_columns(path, sep, {0: "user", 1: "item", 3: "timestamp"})
+    if fast is not None:
+        return interactions_frame(fast["user"], fast["item"], fast["timestamp"].cast(pl.Int64))
+    return _read_ratings_lines(path, sep)
+
+
+def _read_ratings_lines(path: Path, sep: str):
+    """The line-by-line parser: slow, but finds and names the first bad line."""
     users, items, times = [], [], []
     for number, line in iter_lines(path):
         parts = split_fields(line, sep, 4, path, number, "user, item, rating, timestamp")

@@ -9,12 +9,22 @@ import polars as pl
 
 from llmseqrec.data.build import RawData, interactions_frame
 from llmseqrec.data.readers._common import check_int, iter_lines, require_file, sniff_separator
+from llmseqrec.data.readers._fast import sequence_rows
 from llmseqrec.data.readers.spec import SourceSpec
 from llmseqrec.data.readers.text import merge_text, read_item_text_file
 from llmseqrec.errors import DataFormatError
 
 
 def parse_sequence_file(path: Path, numeric: bool = True) -> pl.DataFrame:
+    require_file(path, "sequence file")
+    fast = sequence_rows(path, numeric)
+    if fast is not None:
+        return interactions_frame(fast["user"], fast["item"])
+    return _parse_sequence_file_lines(path, numeric)
+
+
+def _parse_sequence_file_lines(path: Path, numeric: bool = True) -> pl.DataFrame:
+    """The line-by-line parser: slow, but finds and names the first bad line."""
     users: list[str] = []
     items: list[str] = []
     seen: dict[str, int] = {}
