@@ -1,0 +1,90 @@
+"""The plug-in interface every method (and contrastive / augmentation baseline) implements.
+
+An enhancer never forks the trainer. It may:
+
+* ``prepare(dataset, workdir)`` — offline, cached, resumable artefacts (LLM calls, embeddings,
+  neighbours), computed from TRAINING prefixes only;
+* ``wrap(recommender)`` — return a model that changes encoding (dual-view methods);
+* ``trainable_modules()`` — extra parameters (e.g. attention synthesis) for the optimiser;
+* ``augment_batch(batch, step)`` — add views, extra rows (augmented sequences) or sequence weights;
+* ``extra_loss(model, batch, states)`` — named extra losses, already scaled by the method's lambdas.
+
+Randomness must come from ``self.rng`` / ``self.generator`` (seeded in ``bind``), never the global
+torch RNG, so that a method with zero loss weight trains exactly like the plain backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmseqrec.data.dataset import Dataset
+from llmseqrec.training.batches import Batch
+
+
+class Enhancer:
+    name: ClassVar[str] = "none"
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        self.rng = np.random.default_rng(0)
+        self.generator = torch.Generator().manual_seed(0)
+        self.dataset: Dataset | None = None
+        self.max_len = 50
+
+    def bind(self, dataset: Dataset, max_len: int, seed: int) -> None:
+        self.dataset = dataset
+        self.max_len = max_len
+        self.rng = np.random.default_rng([seed, 7919])
+        self.generator = torch.Generator().manual_seed(seed + 7919)
+
+    def prepare(self, dataset: Dataset, workdir: Path) -> None:
+        """Offline artefacts; default: nothing."""
+
+    def wrap(self, recommender: nn.Module) -> nn.Module:
+        return recommender
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return []
+
+    def augment_batch(self, batch: Batch, step: int) -> Batch:
+        return batch
+
+    def extra_loss(
+        self, model: nn.Module, batch: Batch, states: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+ENHANCERS: dict[str, type[Enhancer]] = {"none": Enhancer}
+
+
+def register_enhancer(cls: type[Enhancer]) -> type[Enhancer]:
+    ENHANCERS[cls.name] = cls
+    return cls
+
+
+def make_enhancer(name: str, options: dict[str, Any] | None = None) -> Enhancer:
+    import importlib
+    import pkgutil
+
+    import llmseqrec.enhancers as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "base":
+            importlib.import_module(f"llmseqrec.enhancers.{module.name}")
+    if name not in ENHANCERS:
+        from llmseqrec.errors import ConfigError
+
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(sorted(ENHANCERS))}")
+    return ENHANCERS[name](options)

@@ -1,0 +1,38 @@
+"""Paired tests between two methods run with the same seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def paired_seed_test(a: list[float], b: list[float]) -> dict[str, float]:
+    """Paired t-test over per-seed metric values (same seeds, same order)."""
+    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a_arr) != len(b_arr):
+        raise ValueError("paired test needs the same number of seeds on both sides")
+    diff = b_arr - a_arr
+    if len(diff) < 2 or np.allclose(diff, diff[0]):
+        p = 0.0 if len(diff) >= 2 and diff[0] != 0 else 1.0
+        return {
+            "mean_diff": float(diff.mean()) if len(diff) else 0.0,
+            "t": float("nan"),
+            "p": p,
+            "n": len(diff),
+        }
+    result = stats.ttest_rel(b_arr, a_arr)
+    return {
+        "mean_diff": float(diff.mean()),
+        "t": float(result.statistic),
+        "p": float(result.pvalue),
+        "n": len(diff),
+    }
+
+
+def paired_user_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Wilcoxon signed-rank test over per-user metric values of two runs."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if not np.any(diff):
+        return {"mean_diff": 0.0, "p": 1.0, "n": len(diff)}
+    result = stats.wilcoxon(b, a, zero_method="wilcox")
+    return {"mean_diff": float(diff.mean()), "p": float(result.pvalue), "n": len(diff)}

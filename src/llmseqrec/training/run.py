@@ -1,0 +1,157 @@
+"""Run directories and the small Python API: ``fit`` and ``Run.recommend``.
+
+``runs/<dataset>/<method>-<model>/<name>/`` holds ``config.yaml``, ``log.jsonl``, ``state.pt``
+(resume), ``checkpoint.pt`` (best on validation), ``metrics.json`` and per-user ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmseqrec import paths
+from llmseqrec.data.dataset import Dataset
+from llmseqrec.enhancers.base import make_enhancer
+from llmseqrec.errors import ConfigError
+from llmseqrec.training.batches import left_pad
+from llmseqrec.training.config import RunConfig, build_run_config
+from llmseqrec.training.trainer import Trainer, build_model
+
+
+def run_directory(config: RunConfig, root: Path | None = None) -> Path:
+    root = Path(root) if root is not None else paths.runs_root()
+    return (
+        root
+        / config.dataset
+        / f"{config.method}-{config.model}"
+        / (config.name or config.run_hash())
+    )
+
+
+def train_run(
+    config: RunConfig,
+    dataset: Dataset,
+    root: Path | None = None,
+    fresh: bool = False,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Train (or resume, or return the finished result of) the run this config names."""
+    directory = run_directory(config, root)
+    if fresh and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = directory / "config.yaml"
+    if saved.exists():
+        previous = RunConfig.from_yaml(saved.read_text())
+        if previous.run_hash() != config.run_hash():
+            raise ConfigError(
+                f"{directory} holds a run with a different config; use another --name or --fresh"
+            )
+    else:
+        saved.write_text(config.to_yaml())
+    metrics_path = directory / "metrics.json"
+    if metrics_path.exists():
+        result = json.loads(metrics_path.read_text())
+        if result.get("finished"):
+            return result, directory
+    enhancer = make_enhancer(config.method, config.enhancer)
+    if config.method != "none":
+        enhancer.prepare(dataset, paths.cache_root() / dataset.name / config.method)
+    trainer = Trainer(config, dataset, directory, enhancer, progress=progress)
+    return trainer.fit(), directory
+
+
+@dataclass
+class Run:
+    """A trained run loaded for inference."""
+
+    directory: Path
+    config: RunConfig
+    dataset: Dataset
+    model: torch.nn.Module
+
+    @classmethod
+    def load(cls, directory: Path, dataset: Dataset | None = None) -> Run:
+        from llmseqrec.data.prepare import load
+
+        directory = Path(directory)
+        if not (directory / "config.yaml").exists():
+            raise ConfigError(f"{directory}: not a run directory (no config.yaml)")
+        if not (directory / "checkpoint.pt").exists():
+            raise ConfigError(
+                f"{directory}: no checkpoint.pt yet (training has not validated once)"
+            )
+        config = RunConfig.from_yaml((directory / "config.yaml").read_text())
+        dataset = dataset or load(config.dataset)
+        enhancer = make_enhancer(config.method, config.enhancer)
+        model = build_model(config, dataset, enhancer)
+        model.load_state_dict(torch.load(directory / "checkpoint.pt", weights_only=True))
+        model.eval()
+        return cls(directory, config, dataset, model)
+
+    @property
+    def max_len(self) -> int:
+        return self.model.backbone.config.max_len
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.directory / "metrics.json").read_text())
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        user: str | int | None = None,
+        history: list[int] | None = None,
+        k: int = 10,
+        exclude_history: bool = True,
+    ) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, score) after a user's full history or a given item list."""
+        if (user is None) == (history is None):
+            raise ConfigError("give either a user or a history")
+        if user is not None:
+            items = self.dataset.sequence(self.dataset.user_index(user)).tolist()
+        else:
+            items = [int(i) for i in history]
+            bad = [i for i in items if not 1 <= i <= self.dataset.n_items]
+            if bad:
+                raise ConfigError(
+                    f"history holds unknown item ids {bad[:5]} (valid: 1..{self.dataset.n_items})"
+                )
+        offsets = np.array([0, len(items)], dtype=np.int64)
+        histories = torch.from_numpy(
+            left_pad(offsets, np.asarray(items, dtype=np.int64), self.max_len)
+        )
+        scores = self.model.score_last(histories)[0].float()
+        scores[0] = -torch.inf
+        if exclude_history:
+            scores[torch.as_tensor(items)] = -torch.inf
+        top = torch.topk(scores, min(k, self.dataset.n_items)).indices.tolist()
+        titles = self.dataset.item_titles()
+        return [(i, titles[i], float(scores[i])) for i in top]
+
+
+def fit(
+    dataset: Dataset | str,
+    model: str = "sasrec",
+    method: str = "none",
+    protocol: str | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    root: Path | None = None,
+    progress: bool | None = None,
+) -> Run:
+    """Train a model on a prepared dataset and return the loaded best run.
+
+    >>> run = fit("synthetic", model="sasrec", overrides={"train": {"epochs": 5}})
+    >>> run.recommend(user="1", k=5)
+    """
+    from llmseqrec.data.prepare import load
+
+    data = load(dataset) if isinstance(dataset, str) else dataset
+    config = build_run_config(data.name, model, method, protocol, overrides)
+    _, directory = train_run(config, data, root, progress=progress)
+    return Run.load(directory, data)
