@@ -300,3 +300,10 @@ def test_text_table_with_unknown_ids_warns_with_count(tmp_path, cache, caplog):
     assert any("3 item text rows" in w for w in ds.metadata["warnings"])
     assert "3 item text rows" in caplog.text
     assert ds.item_text["title"].to_list() == ["One", None, None]
+
+
+def test_latin1_bytes_in_categories_json(tmp_path, cache):
+    seq = write(tmp_path / "s.txt", "1 1 2 3\n")
+    cats = write(tmp_path / "cats.json", '{"1": ["Café"]}', encoding="latin-1")
+    err = fails(cache, "sequence", seq, item_text=[cats])
+    assert "cats.json" in str(err) and "utf-8" in str(err)
