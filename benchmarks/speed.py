@@ -4,6 +4,7 @@
 
 RecBole is installed in its own venv (it pins old libraries):
     python -m venv ../recbole-venv && ../recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1
+    ../recbole-venv/bin/pip install "numpy<2" "scipy<1.14" "pandas<2.3"   # RecBole 1.2.1 predates NumPy 2
 Writes benchmarks/results/speed.md.
 """
 
