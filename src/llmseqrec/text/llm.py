@@ -1,0 +1,663 @@
+"""``ChatModel``: one front for three backends, with a persistent response cache.
+
+Backends
+- ``llamacpp``: a GGUF file run in-process by xllamacpp (llama.cpp's server engine); prompts
+  run concurrently in ``parallel_slots`` slots that llama.cpp batches together.
+- ``openai``: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, Ollama, llama.cpp
+  server, DeepSeek, GLM, ...); async with a concurrency limit, timeouts and retries with
+  backoff on 429 / 5xx / timeouts / dropped connections. The key is read from the
+  environment variable *named* in the config at request time: it is never stored, logged or
+  part of a cache key.
+- ``transformers``: a local Hugging Face causal LM directory (or a GGUF file, which
+  transformers dequantises), batched, on the GPU when one is present.
+
+Every answer is written to the cache the moment it arrives; ``generate`` asks the backend
+only for prompts the cache does not hold, so a rerun of a finished stage makes zero calls and
+a stage that died half-way resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmseqrec.errors import ConfigError
+from llmseqrec.text.cache import CacheKeyParts, ResponseCache, UsageCounters
+from llmseqrec.text.errors import LlmRequestError, ModelNotFoundError
+from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_gguf, require_path
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["llamacpp", "openai", "transformers"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Statuses worth another try: rate limits, server-side trouble, request timeouts.
+_RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings; all of them are part of the cache key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    system: str | None = Field(None, description="system message sent before every prompt")
+    json_schema: dict[str, Any] | None = Field(
+        None, description="constrain the answer to this JSON schema where the backend supports it"
+    )
+    grammar: str | None = Field(None, description="a GBNF grammar (llama.cpp backends only)")
+
+
+class ChatConfig(BaseModel):
+    """Which model answers, and how it is reached. Safe to save: it holds no secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: BackendName = "llamacpp"
+    model: str | None = Field(
+        None,
+        description="llamacpp: a .gguf path (default: packaged SmolLM2-135M-Instruct); "
+        "transformers: a local HF model directory or .gguf file; openai: the served model name",
+    )
+    base_url: str | None = Field(
+        None, description="openai: endpoint base, e.g. http://127.0.0.1:8080/v1"
+    )
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="openai: NAME of the environment variable holding the key"
+    )
+    model_identity: str | None = Field(
+        None, description="override the model identity used in cache keys"
+    )
+    context_length: int | None = Field(
+        None,
+        ge=64,
+        description="tokens per request (default: 2048 llamacpp, 8192 openai, model's own for transformers)",
+    )
+    parallel_slots: int = Field(8, ge=1, description="llamacpp: requests decoded together")
+    threads: int | None = Field(
+        None, ge=1, description="llamacpp: CPU threads (default: all cores)"
+    )
+    gpu_layers: int = Field(
+        0, ge=-1, description="llamacpp: layers offloaded to a GPU build (-1 = all)"
+    )
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    structured_output: bool = Field(
+        True,
+        description="send json_schema / grammar to the server (turn off for endpoints that reject them)",
+    )
+    batch_size: int = Field(8, ge=1, description="transformers: prompts per forward batch")
+    device: str | None = Field(
+        None, description="transformers: cuda / cpu / mps (default: cuda when present)"
+    )
+    cache_path: Path | None = Field(
+        None, description="response cache file (default: $LLMSEQREC_CACHE/llm/responses.sqlite)"
+    )
+    use_cache: bool = True
+    verbose: bool = False
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name_only(cls, value: str | None) -> str | None:
+        # A pasted key here would end up in saved configs: refuse anything that is not a name.
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), not a key"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+
+
+ResultCallback = Callable[[int, Completion], None]
+
+
+class ChatBackend(Protocol):
+    name: str
+    identity: str
+    context_length: int
+
+    def complete(
+        self, prompts: Sequence[str], params: GenerationParams, on_result: ResultCallback
+    ) -> None:
+        """Answer every prompt, calling ``on_result(i, completion)`` as each arrives.
+
+        Raises :class:`LlmRequestError` after the others finish when some failed.
+        """
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high token estimate (BPE averages ~4 bytes a token in English)."""
+    return len(text.encode("utf-8")) // 3 + 1
+
+
+def _messages(prompt: str, params: GenerationParams) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": params.system}] if params.system else []
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def _chat_body(prompt: str, params: GenerationParams, *, structured: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": _messages(prompt, params),
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "seed": params.seed,
+    }
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if structured and params.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
+        }
+    elif structured and params.grammar is not None:
+        body["grammar"] = params.grammar
+    return body
+
+
+def _parse_chat_response(payload: Any) -> tuple[str, int, int]:
+    try:
+        text = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        raise ValueError(f"response without choices[0].message.content: {str(payload)[:200]}")
+    usage = payload.get("usage") or {}
+    return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _failure_message(
+    backend: str, model: str, failed: int, total: int, completed: int, first: str
+) -> str:
+    return (
+        f"{failed} of {total} {backend} requests to {model} failed ({completed} answers saved to the "
+        f"cache; rerun to resume): {first}"
+    )
+
+
+# --------------------------------------------------------------------------- llamacpp
+
+
+class LlamaCppBackend:
+    """A GGUF model in this process via xllamacpp, ``parallel_slots`` prompts decoded together."""
+
+    name = "llamacpp"
+
+    def __init__(self, config: ChatConfig) -> None:
+        self.config = config
+        self.path = (
+            require_path(config.model, "GGUF model file") if config.model else packaged_gguf()
+        )
+        if self.path.is_dir() or self.path.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(f"the llamacpp backend needs a .gguf file, got {self.path}")
+        self.identity = config.model_identity or f"{self.path.name}#{model_fingerprint(self.path)}"
+        self.context_length = config.context_length or 2048
+        self._server: Any = None
+        self._load_lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._load_lock:
+            if self._server is None:
+                try:
+                    import xllamacpp as xlc
+                except ImportError as error:
+                    raise ModelNotFoundError(
+                        "the llamacpp backend needs xllamacpp: pip install xllamacpp"
+                    ) from error
+                params = xlc.CommonParams()
+                params.model.path = str(self.path)
+                params.n_parallel = self.config.parallel_slots
+                # llama.cpp splits n_ctx across the slots: give each slot the full context.
+                params.n_ctx = self.context_length * self.config.parallel_slots
+                threads = self.config.threads or os.cpu_count() or 1
+                params.cpuparams.n_threads = threads
+                params.cpuparams_batch.n_threads = threads
+                params.n_gpu_layers = self.config.gpu_layers
+                params.verbosity = 3 if self.config.verbose else -1
+                log.info("loading %s with %d slots", self.path.name, self.config.parallel_slots)
+                self._server = xlc.Server(params)
+            return self._server
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def complete(
+        self, prompts: Sequence[str], params: GenerationParams, on_result: ResultCallback
+    ) -> None:
+        server = self._load()
+        errors: list[str] = []
+
+        def run(index: int) -> None:
+            body = _chat_body(prompts[index], params, structured=self.config.structured_output)
+            started = time.perf_counter()
+            try:
+                text, tokens_in, tokens_out = _parse_chat_response(
+                    server.handle_chat_completions(body)
+                )
+            except Exception as error:  # a failed prompt must not lose the others' answers
+                errors.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+                return
+            on_result(index, Completion(text, tokens_in, tokens_out, time.perf_counter() - started))
+
+        # The C++ server releases the GIL while decoding, so threads fill its slots.
+        with ThreadPoolExecutor(max_workers=self.config.parallel_slots) as pool:
+            list(pool.map(run, range(len(prompts))))
+        if errors:
+            done = len(prompts) - len(errors)
+            raise LlmRequestError(
+                _failure_message(
+                    self.name, self.identity, len(errors), len(prompts), done, errors[0]
+                ),
+                completed=done,
+                failed=len(errors),
+            )
+
+    def close(self) -> None:
+        self._server = None
+
+
+# --------------------------------------------------------------------------- openai
+
+
+class _Fatal(Exception):
+    """A request error that another attempt will not fix (e.g. HTTP 401)."""
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat endpoint over HTTP."""
+
+    name = "openai"
+
+    def __init__(self, config: ChatConfig) -> None:
+        if not config.base_url:
+            raise ConfigError("the openai backend needs base_url (e.g. http://127.0.0.1:8080/v1)")
+        if not config.model:
+            raise ConfigError("the openai backend needs model: the name the endpoint serves")
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self.identity = config.model_identity or config.model
+        self.context_length = config.context_length or 8192
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def _api_key(self) -> str | None:
+        # Read at call time and kept in locals only: never an attribute, never logged.
+        return os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+
+    def complete(
+        self, prompts: Sequence[str], params: GenerationParams, on_result: ResultCallback
+    ) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._complete_all(prompts, params, on_result))
+            return
+        # Called from inside an event loop (a notebook): run ours on a worker thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, self._complete_all(prompts, params, on_result)).result()
+
+    async def _complete_all(
+        self, prompts: Sequence[str], params: GenerationParams, on_result: ResultCallback
+    ) -> None:
+        import httpx
+
+        key = self._api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limit = asyncio.Semaphore(self.config.concurrency)
+        # Once one request has exhausted its retries on a dead endpoint, the queued ones
+        # fail fast instead of each waiting out its own backoff.
+        endpoint_down = asyncio.Event()
+        errors: list[str] = []
+
+        async def one(client: httpx.AsyncClient, index: int) -> None:
+            async with limit:
+                if endpoint_down.is_set():
+                    errors.append("not attempted: the endpoint stopped answering")
+                    return
+                try:
+                    completion = await self._request(client, prompts[index], params)
+                except _Fatal as error:
+                    errors.append(_redact(str(error), key))
+                    return
+                except LlmRequestError as error:
+                    endpoint_down.set()
+                    errors.append(_redact(str(error), key))
+                    return
+                on_result(index, completion)
+
+        timeout = httpx.Timeout(self.config.timeout_s)
+        limits = httpx.Limits(max_connections=self.config.concurrency)
+        async with httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits) as client:
+            await asyncio.gather(*(one(client, i) for i in range(len(prompts))))
+        if errors:
+            done = len(prompts) - len(errors)
+            raise LlmRequestError(
+                _failure_message(
+                    self.name, self.identity, len(errors), len(prompts), done, errors[0]
+                ),
+                completed=done,
+                failed=len(errors),
+            )
+
+    async def _request(self, client: Any, prompt: str, params: GenerationParams) -> Completion:
+        import httpx
+
+        body = _chat_body(prompt, params, structured=self.config.structured_output)
+        body["model"] = self.config.model
+        url = f"{self.base_url}/chat/completions"
+        last_problem = "no attempt made"
+        retry_after: float | None = None
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt, retry_after))
+                retry_after = None
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json=body)
+            except httpx.TimeoutException:
+                last_problem = f"timed out after {self.config.timeout_s:g}s"
+                continue
+            except httpx.TransportError as error:
+                last_problem = f"connection failed ({type(error).__name__})"
+                continue
+            if response.status_code in _RETRY_STATUSES:
+                last_problem = f"HTTP {response.status_code}: {_short(response.text)}"
+                retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+                continue
+            if response.status_code >= 400:
+                raise _Fatal(f"HTTP {response.status_code} from {url}: {_short(response.text)}")
+            try:
+                text, tokens_in, tokens_out = _parse_chat_response(response.json())
+            except ValueError as error:
+                last_problem = f"malformed response: {_short(str(error))}"
+                continue
+            return Completion(text, tokens_in, tokens_out, time.perf_counter() - started)
+        raise LlmRequestError(
+            f"{url}: {last_problem} (after {self.config.max_retries + 1} attempts)"
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.config.backoff_max_s)
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
+        return ceiling * (0.5 + random.random() / 2)  # jitter keeps parallel retries apart
+
+    def close(self) -> None:
+        pass
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to exponential backoff
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _redact(text: str, secret: str | None) -> str:
+    # Belt and braces: a server could echo the Authorization header in an error body.
+    return text.replace(secret, "***") if secret else text
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+class TransformersBackend:
+    """A local Hugging Face causal LM, batched with left padding; GPU when present."""
+
+    name = "transformers"
+
+    def __init__(self, config: ChatConfig) -> None:
+        if not config.model:
+            raise ConfigError(
+                "the transformers backend needs model: a local model directory or .gguf file"
+            )
+        self.config = config
+        self.path = require_path(config.model, "model directory")
+        self.identity = config.model_identity or f"{self.path.name}#{model_fingerprint(self.path)}"
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._load_lock = threading.Lock()
+        self.context_length = config.context_length or 2048  # refined on load
+
+    def _load(self) -> tuple[Any, Any]:
+        with self._load_lock:
+            if self._model is None:
+                offline_hub()
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                source, extra = (str(self.path), {})
+                if self.path.is_file():  # a GGUF file: transformers dequantises it (needs `gguf`)
+                    source, extra = str(self.path.parent), {"gguf_file": self.path.name}
+                device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                dtype = torch.float16 if device.startswith("cuda") else torch.float32
+                model = (
+                    AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+                    .to(device)
+                    .eval()
+                )
+                self._tokenizer, self._model, self.device = tokenizer, model, device
+                if self.config.context_length is None:
+                    limit = getattr(model.config, "max_position_embeddings", None) or 2048
+                    self.context_length = int(min(limit, 32768))
+            return self._model, self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        _, tokenizer = self._load()
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _render(self, tokenizer: Any, prompt: str, params: GenerationParams) -> str:
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
+                _messages(prompt, params), tokenize=False, add_generation_prompt=True
+            )
+        return f"{params.system}\n\n{prompt}" if params.system else prompt
+
+    def complete(
+        self, prompts: Sequence[str], params: GenerationParams, on_result: ResultCallback
+    ) -> None:
+        import torch
+
+        model, tokenizer = self._load()
+        if params.json_schema is not None or params.grammar is not None:
+            log.warning(
+                "transformers backend: json_schema/grammar are not enforced; the prompt must ask for the format"
+            )
+        texts = [self._render(tokenizer, p, params) for p in prompts]
+        # Similar lengths in one batch waste less padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.config.batch_size):
+            batch = order[start : start + self.config.batch_size]
+            encoded = tokenizer(
+                [texts[i] for i in batch],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(self.device)
+            torch.manual_seed(params.seed)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                output = model.generate(
+                    **encoded,
+                    max_new_tokens=params.max_tokens,
+                    do_sample=params.temperature > 0,
+                    temperature=params.temperature if params.temperature > 0 else None,
+                    top_p=params.top_p if params.temperature > 0 else None,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            seconds = (time.perf_counter() - started) / len(batch)
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            for row, index in enumerate(batch):
+                tokens = new_tokens[row]
+                tokens = tokens[tokens != tokenizer.pad_token_id]
+                text = _cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
+                tokens_in = int(encoded["attention_mask"][row].sum())
+                on_result(index, Completion(text.strip(), tokens_in, int(len(tokens)), seconds))
+
+    def close(self) -> None:
+        self._model = self._tokenizer = None
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+_BACKENDS: dict[str, Callable[[ChatConfig], ChatBackend]] = {
+    "llamacpp": LlamaCppBackend,
+    "openai": OpenAIBackend,
+    "transformers": TransformersBackend,
+}
+
+
+# --------------------------------------------------------------------------- front
+
+
+class ChatModel:
+    """Batched, cached text generation: ``generate(prompts) -> answers`` in prompt order."""
+
+    def __init__(self, config: ChatConfig | None = None, **overrides: Any) -> None:
+        base = config or ChatConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        if overrides:
+            self.config = ChatConfig.model_validate(self.config.model_dump())
+        self.backend: ChatBackend = _BACKENDS[self.config.backend](self.config)
+        self.cache = ResponseCache(self.config.cache_path) if self.config.use_cache else None
+        self.usage = UsageCounters()
+        self._usage_lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        return self.backend.identity
+
+    @property
+    def context_length(self) -> int:
+        return self.backend.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return self.backend.count_tokens(text)
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        params: GenerationParams | None = None,
+        template: str = "raw",
+        progress: bool = False,
+        **param_overrides: Any,
+    ) -> list[str]:
+        """Answers in prompt order. ``template`` (name@version) is part of the cache key."""
+        params = params or GenerationParams()
+        if param_overrides:
+            params = GenerationParams.model_validate({**params.model_dump(), **param_overrides})
+        parts = CacheKeyParts(
+            self.backend.name, self.identity, template, params.model_dump(mode="json")
+        )
+        keys = [parts.key(p) for p in prompts]
+        answers: dict[str, str] = {}
+        delta = UsageCounters()
+        if self.cache is not None:
+            for key, hit in self.cache.get_many(keys).items():
+                answers[key] = hit.response
+        delta.cache_hits = sum(1 for k in keys if k in answers)
+        # Identical prompts in one batch are asked once.
+        todo = list(dict.fromkeys(k for k in keys if k not in answers))
+        prompt_of = dict(zip(keys, prompts, strict=True))
+        log.info(
+            "%s %s: %d prompts, %d from cache, %d to ask",
+            self.backend.name,
+            self.identity,
+            len(keys),
+            delta.cache_hits,
+            len(todo),
+        )
+        bar = None
+        if progress and todo:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"llm {self.backend.name}", unit="prompt")
+
+        def on_result(index: int, completion: Completion) -> None:
+            key = todo[index]
+            with self._usage_lock:
+                answers[key] = completion.text
+                delta.calls += 1
+                delta.tokens_in += completion.tokens_in
+                delta.tokens_out += completion.tokens_out
+                delta.seconds += completion.seconds
+                if bar is not None:
+                    bar.update(1)
+            if self.cache is not None:
+                self.cache.put(
+                    key,
+                    parts,
+                    prompt_of[key],
+                    completion.text,
+                    tokens_in=completion.tokens_in,
+                    tokens_out=completion.tokens_out,
+                    seconds=completion.seconds,
+                )
+
+        try:
+            if todo:
+                self.backend.complete([prompt_of[k] for k in todo], params, on_result)
+        except LlmRequestError as error:
+            delta.failures += error.failed
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            self.usage.add(delta)
+            if self.cache is not None:
+                self.cache.add_usage(self.backend.name, self.identity, delta)
+        return [answers[k] for k in keys]
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> ChatModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
