@@ -1,0 +1,146 @@
+"""Building blocks shared by the backbones: masks, positions, attention, feed-forward, init.
+
+All helpers assume the package-wide layout: LEFT-padded sequences (0 = padding), the most recent
+item at position ``L-1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def valid_mask(item_seq: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` bool, True at real items."""
+    return item_seq != 0
+
+
+def position_ids(item_seq: torch.Tensor, max_len: int, from_end: bool = True) -> torch.Tensor:
+    """Position indices for learned position embeddings.
+
+    ``from_end=True`` counts back from the most recent item (index 0 = position ``L-1``): with
+    ``L == max_len`` this is a relabelling of SASRec/BERT4Rec's absolute positions over the
+    left-padded window, and it makes states independent of how much padding a batch carries.
+    ``from_end=False`` counts from each sequence's first real item (HSTU's jagged layout).
+    """
+    length = item_seq.size(1)
+    if length > max_len:
+        raise ValueError(f"sequence length {length} exceeds the model's max_len {max_len}")
+    if from_end:
+        return torch.arange(length - 1, -1, -1, device=item_seq.device).unsqueeze(0)
+    start = length - valid_mask(item_seq).sum(dim=1, keepdim=True)
+    return (torch.arange(length, device=item_seq.device).unsqueeze(0) - start).clamp_min(0)
+
+
+def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
+    """``[B, 1, L, L]`` bool mask (True = may attend) for SDPA.
+
+    Real queries see real keys only (and, if causal, keys at or before themselves). The diagonal
+    is always allowed so that all-padding rows never become an all-masked softmax (NaN); padding
+    states are garbage-but-finite and, being masked as keys, never reach real positions.
+    """
+    length = valid.size(1)
+    allowed = valid[:, None, None, :]
+    if causal:
+        tri = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
+        allowed = allowed & tri
+    eye = torch.eye(length, dtype=torch.bool, device=valid.device)
+    return allowed | eye
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention over SDPA; queries and keys/values may come from different inputs
+    (SASRec normalises the queries only)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        return x.view(b, length, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+    def forward(
+        self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        q = self._heads(self.q_proj(query))
+        k = self._heads(self.k_proj(key_value))
+        v = self._heads(self.v_proj(key_value))
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        b, _, length, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+class FeedForward(nn.Module):
+    """Position-wise two-layer MLP (no residual, no norm: callers differ on where those go)."""
+
+    def __init__(self, hidden_size: int, inner_size: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, inner_size)
+        self.fc2 = nn.Linear(inner_size, hidden_size)
+        self.act = {"relu": nn.ReLU(), "gelu": nn.GELU()}[activation]
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def left_to_right_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Rotate each row of ``[B, L, ...]`` so its real items start at position 0.
+
+    RNNs run left to right from a zero state: on right-padded input the states of real items never
+    see padding, and a gather does it for the whole batch (no packing, no per-sample loop).
+    """
+    length = x.size(1)
+    start = length - lengths
+    idx = (torch.arange(length, device=x.device).unsqueeze(0) + start.unsqueeze(1)) % length
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def right_to_left_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`left_to_right_padded`."""
+    length = x.size(1)
+    start = length - lengths
+    idx = (torch.arange(length, device=x.device).unsqueeze(0) - start.unsqueeze(1)) % length
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """BERT-style truncated normal (cut at two standard deviations)."""
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+def init_bert_style(module: nn.Module, std: float = 0.02) -> None:
+    """BERT/BERT4Rec/FMLP-Rec init: truncated normal weights, zero biases, unit LayerNorm."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            trunc_normal_(m.weight, std)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def zero_padding_row(embedding: nn.Embedding) -> None:
+    """Re-zero row 0 after a global init overwrote it (padding must embed to zeros)."""
+    with torch.no_grad():
+        embedding.weight[0].zero_()
+
+
+def sqrt_scale(hidden_size: int) -> float:
+    return math.sqrt(hidden_size)
