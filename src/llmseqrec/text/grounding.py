@@ -29,7 +29,9 @@ _INDEX_ENTRY = re.compile(
     r"^\s*(?:item|candidate|no\.?|number|#)?\s*\[?\(?#?(\d{1,4})\)?\]?\s*[.):\-]?\s*(.*)$", re.I
 )
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-_JSON_BLOCK = re.compile(r"(\{.*\}|\[.*\])", re.S)
+# Inside prose only an object counts as JSON: a bare "[2]" in text is an index, not a list.
+_JSON_BLOCK = re.compile(r"(\{.*\})", re.S)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 
 
 @dataclass
@@ -63,7 +65,9 @@ def normalise_title(text: str) -> str:
 def parse_json_answer(answer: str) -> Any | None:
     """The first JSON value in an answer (models wrap JSON in prose or code fences), or None."""
     text = answer.strip()
-    for candidate in (text, *(m.group(1) for m in [_JSON_BLOCK.search(text)] if m)):
+    fenced = [m.group(1) for m in [_FENCE.search(text)] if m]
+    embedded = [m.group(1) for m in [_JSON_BLOCK.search(text)] if m]
+    for candidate in (text, *fenced, *embedded):
         try:
             return json.loads(candidate)
         except ValueError:

@@ -517,7 +517,9 @@ class TransformersBackend:
             started = time.perf_counter()
             with torch.inference_mode():
                 output = model.generate(
-                    **encoded,
+                    # Only these two: some tokenizers add token_type_ids a causal LM rejects.
+                    input_ids=encoded["input_ids"],
+                    attention_mask=encoded["attention_mask"],
                     max_new_tokens=params.max_tokens,
                     do_sample=params.temperature > 0,
                     temperature=params.temperature if params.temperature > 0 else None,
@@ -555,12 +557,19 @@ _BACKENDS: dict[str, Callable[[ChatConfig], ChatBackend]] = {
 class ChatModel:
     """Batched, cached text generation: ``generate(prompts) -> answers`` in prompt order."""
 
-    def __init__(self, config: ChatConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: ChatConfig | None = None,
+        *,
+        backend: ChatBackend | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``backend``: reuse an already loaded backend (e.g. one model, several caches)."""
         base = config or ChatConfig()
-        self.config = base.model_copy(update=overrides) if overrides else base
-        if overrides:
-            self.config = ChatConfig.model_validate(self.config.model_dump())
-        self.backend: ChatBackend = _BACKENDS[self.config.backend](self.config)
+        self.config = (
+            ChatConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
+        )
+        self.backend: ChatBackend = backend or _BACKENDS[self.config.backend](self.config)
         self.cache = ResponseCache(self.config.cache_path) if self.config.use_cache else None
         self.usage = UsageCounters()
         self._usage_lock = threading.Lock()
