@@ -77,3 +77,22 @@ def test_hstu_relative_bias_is_toeplitz(make_small_model: Callable[..., Backbone
     assert bias.shape == (6, 6)
     for d in range(-5, 6):
         assert torch.diagonal(bias, d).unique().numel() == 1
+
+
+def test_narm_chunked_attention_matches_unchunked(
+    make_small_model: Callable[..., Backbone], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmseqrec.models.narm as narm
+
+    model = make_small_model("narm").eval()
+    seqs = torch.randint(1, 21, (3, 10))
+    seqs[0, :4] = 0
+    full = model.encode(seqs)
+    full.sum().backward()
+    grad_full = model.a1.weight.grad.clone()
+    model.zero_grad()
+    monkeypatch.setattr(narm, "_CHUNK_ELEMENTS", 3 * 10 * 32 * 3)  # 3 query rows per chunk
+    chunked = model.encode(seqs)
+    chunked.sum().backward()
+    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.a1.weight.grad, grad_full, atol=1e-5, rtol=1e-5)
