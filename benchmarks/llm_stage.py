@@ -1,0 +1,237 @@
+"""LLM-stage speed on this machine: generation, embeddings, retrieval, cached rerun.
+
+    python benchmarks/llm_stage.py [--prompts 16] [--max-tokens 64] [--slots 8] [--data-root ../shared/data]
+
+Measures, for the default model (packaged SmolLM2-135M-Instruct GGUF):
+- tokens/s in-process one prompt at a time (1 slot) vs parallel slots (one batched call) vs
+  through the local OpenAI-compatible server (``python -m llmseqrec.text.serve``);
+- sentence embeddings per second for the Beauty item titles (packaged MiniLM, cache off);
+- top-10 neighbour search over one vector per Beauty user (mean of the user's training items);
+- the wall time of a cached rerun of the generation stage (must make zero model calls).
+Writes benchmarks/results/llm_stage.md. Prompts are real user-summary prompts built from Beauty
+training prefixes with the packaged ``user_summary`` template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.text import (  # noqa: E402
+    ChatConfig,
+    ChatModel,
+    SentenceEncoder,
+    load_template,
+    topk_neighbours,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_prompts(dataset, n: int) -> list[str]:
+    template = load_template("user_summary")
+    titles = dataset.item_titles()
+    split = dataset.split
+    # The longest histories first: realistic prompt lengths, not 1-item toys.
+    users = np.argsort(-split.train_lengths, kind="stable")[:n]
+    prompts = []
+    for user in users:
+        history = [titles[i] for i in split.train_sequence(int(user))]
+        prompt, _ = template.render_fitted(budget_tokens=700, history=history)
+        prompts.append(prompt)
+    return prompts
+
+
+def timed_generate(
+    chat: ChatModel, prompts: list[str], max_tokens: int, one_at_a_time: bool = False
+) -> dict:
+    started = time.perf_counter()
+    if one_at_a_time:
+        for prompt in prompts:
+            chat.generate([prompt], max_tokens=max_tokens)
+    else:
+        chat.generate(prompts, max_tokens=max_tokens)
+    wall = time.perf_counter() - started
+    usage = chat.usage
+    return {
+        "wall": wall,
+        "tokens_in": usage.tokens_in,
+        "tokens_out": usage.tokens_out,
+        "calls": usage.calls,
+        "gen_tps": usage.tokens_out / wall,
+        "all_tps": (usage.tokens_in + usage.tokens_out) / wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: all cores)"
+    )
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "llm_stage.md"
+    )
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    dataset = prepare(preset_spec("beauty", args.data_root), "beauty")
+    prompts = build_prompts(dataset, args.prompts)
+    work = Path(tempfile.mkdtemp(prefix="llm-stage-"))
+    os.environ["LLMSEQREC_CACHE"] = str(
+        work / "cache"
+    )  # model-hash index and caches stay out of the repo
+    results: dict[str, dict] = {}
+    base = ChatConfig(context_length=1024, threads=args.threads)
+
+    print(f"{len(prompts)} prompts, max {args.max_tokens} tokens each", flush=True)
+    single = ChatModel(base, parallel_slots=1, use_cache=False)
+    single.generate(["warm up"], max_tokens=4)
+    single.usage = type(single.usage)()
+    results["in-process, one prompt at a time (1 slot)"] = timed_generate(
+        single, prompts, args.max_tokens, True
+    )
+    single.close()
+    print(results, flush=True)
+
+    batched = ChatModel(base, parallel_slots=args.slots, use_cache=False)
+    batched.generate(["warm up"], max_tokens=4)
+    batched.usage = type(batched.usage)()
+    results[f"in-process, batched ({args.slots} parallel slots)"] = timed_generate(
+        batched, prompts, args.max_tokens
+    )
+    batched.close()
+    print(results, flush=True)
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llmseqrec.text.serve",
+        "--port",
+        str(port),
+        "--slots",
+        str(args.slots),
+    ]
+    command += ["--context", "1024"] + (["--threads", str(args.threads)] if args.threads else [])
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        remote_config = ChatConfig(
+            backend="openai",
+            model="smollm2",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            concurrency=args.slots,
+        )
+        remote = ChatModel(remote_config, use_cache=False)
+        remote.generate(["warm up"], max_tokens=4)
+        remote.usage = type(remote.usage)()
+        results[f"local server, {args.slots} concurrent requests"] = timed_generate(
+            remote, prompts, args.max_tokens
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(results, flush=True)
+
+    # The stage with a cache: first run fills it, the rerun must make zero calls.
+    cache_path = work / "stage.sqlite"
+    first = ChatModel(base, parallel_slots=args.slots, cache_path=cache_path)
+    started = time.perf_counter()
+    answers = first.generate(prompts, max_tokens=args.max_tokens, template="user_summary@v1")
+    first_wall = time.perf_counter() - started
+    first.close()
+    started = time.perf_counter()
+    rerun = ChatModel(base, parallel_slots=args.slots, cache_path=cache_path)
+    again = rerun.generate(prompts, max_tokens=args.max_tokens, template="user_summary@v1")
+    rerun_wall = time.perf_counter() - started
+    assert again == answers and rerun.usage.calls == 0
+    rerun_usage = rerun.usage
+    rerun.close()
+
+    # Sentence embeddings of every Beauty title (model loading excluded, cache off).
+    titles = dataset.item_titles()[1:]
+    encoder = SentenceEncoder(cache=False)
+    encoder.encode(["warm up"])
+    started = time.perf_counter()
+    item_vectors = encoder.encode(titles)
+    embed_wall = time.perf_counter() - started
+
+    # One vector per user: mean of the training-prefix item embeddings.
+    split = dataset.split
+    users = split.train_users_of()
+    user_vectors = np.zeros((split.n_users, item_vectors.shape[1]), dtype=np.float32)
+    np.add.at(user_vectors, users, item_vectors[split.train_items - 1])
+    started = time.perf_counter()
+    neighbours, _ = topk_neighbours(user_vectors, 10)
+    retrieval_wall = time.perf_counter() - started
+    assert not (neighbours == np.arange(split.n_users)[:, None]).any()
+
+    one = results["in-process, one prompt at a time (1 slot)"]["gen_tps"]
+    lines = [
+        "# LLM stage speed",
+        "",
+        f"Measured {date.today()} on {platform.machine()} with {os.cpu_count()} CPU cores "
+        f"(load average before the run {load_before[0]:.2f}: other work on the machine slows llama.cpp a lot). "
+        "Reproduce: `.venv/bin/python benchmarks/llm_stage.py`.",
+        "",
+        f"Model: packaged SmolLM2-135M-Instruct Q4_1 GGUF through xllamacpp, greedy decoding, "
+        f"{len(prompts)} user-summary prompts from the longest Beauty training prefixes "
+        f"(template `user_summary@v1`, up to 700 prompt tokens), at most {args.max_tokens} answer tokens, "
+        f"llama.cpp threads: {args.threads or 'all cores'}.",
+        "",
+        "| mode | wall s | prompt tokens | answer tokens | answer tokens/s | all tokens/s | vs one at a time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results.items():
+        lines.append(
+            f"| {name} | {row['wall']:.1f} | {row['tokens_in']} | {row['tokens_out']} | {row['gen_tps']:.1f} | "
+            f"{row['all_tps']:.1f} | {row['gen_tps'] / one:.2f}x |"
+        )
+    lines += [
+        "",
+        "| stage | figure |",
+        "|---|---|",
+        f"| generation stage, first run ({len(prompts)} prompts, {args.slots} slots) | {first_wall:.1f} s |",
+        f"| same stage, cached rerun | {rerun_wall:.3f} s, {rerun_usage.calls} model calls, "
+        f"hit rate {rerun_usage.hit_rate:.0%} |",
+        f"| sentence embeddings, {len(titles):,} Beauty titles (MiniLM, batch 64) | {embed_wall:.1f} s = "
+        f"{len(titles) / embed_wall:.0f} titles/s |",
+        f"| top-10 neighbours (FAISS exact inner product, self excluded), {split.n_users:,} user vectors, "
+        f"d={user_vectors.shape[1]} | {retrieval_wall:.2f} s |",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
