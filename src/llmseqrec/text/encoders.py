@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from llmseqrec import paths
+from llmseqrec.text.cache import ResponseCache
 from llmseqrec.text.errors import ModelNotFoundError
 from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_minilm, require_path
 from llmseqrec.text.prompts import clean_item_text
@@ -65,10 +66,12 @@ class EmbeddingCache:
             self.path, timeout=60.0, check_same_thread=False, isolation_level=None
         )
         self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, text_hash TEXT NOT NULL, "
-            "vector BLOB NOT NULL, PRIMARY KEY (model, text_hash))"
+        ResponseCache._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        ResponseCache._retry_locked(
+            lambda: self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, text_hash TEXT NOT NULL, "
+                "vector BLOB NOT NULL, PRIMARY KEY (model, text_hash))"
+            )
         )
 
     @staticmethod

@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -244,6 +245,9 @@ class LlamaCppBackend:
                 params.cpuparams_batch.n_threads = threads
                 params.n_gpu_layers = self.config.gpu_layers
                 params.verbosity = 3 if self.config.verbose else -1
+                # xllamacpp also opens an HTTP endpoint on 127.0.0.1; a random key nobody
+                # knows keeps other local users off it (direct calls do not need the key).
+                params.api_keys = [secrets.token_hex(16)]
                 log.info("loading %s with %d slots", self.path.name, self.config.parallel_slots)
                 self._server = xlc.Server(params)
             return self._server
