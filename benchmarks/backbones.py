@@ -1,0 +1,135 @@
+"""Backbone accuracy next to the published anchors. Resumable: finished runs are read back,
+interrupted ones continue (each run directory is named by its config hash).
+
+    python benchmarks/backbones.py [--only ml-1m] [--models sasrec,lrurec] [--max-minutes 30] [--bf16]
+
+Writes benchmarks/results/backbones.md from every finished run it finds; rows that have not run
+(or not finished) say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
+from llmseqrec.training.run import run_directory, train_run  # noqa: E402
+
+ALL = ["sasrec", "gru4rec", "bert4rec", "lrurec", "narm", "fmlprec", "hstu"]
+SEEDS = [42, 43, 44]
+# (dataset preset, protocol, models, models with 3 seeds, metric pair, anchors {model: (a, b, source)})
+GRID = [
+    ("ml-1m", "p-lru", ALL, ["sasrec", "lrurec"], ("recall@10", "ndcg@10"), {
+        "sasrec": (0.3152, 0.1821, "Klenitskiy & Vasilev (max len 200); target >= .315/.182"),
+        "lrurec": (0.3232, 0.1904, "CLLMRec paper Table 1; target >= .323/.190"),
+        "hstu": (0.3122, 0.1894, "CLLMRec paper"),
+    }),
+    ("beauty", "p-cl", ALL, ["sasrec"], ("hr@10", "ndcg@10"), {
+        "sasrec": (0.0612, 0.0336, "SRA-CL paper's SASRec; best published on this file .092/.053"),
+    }),
+    ("yelp", "p-s100", ["sasrec", "gru4rec"], [], ("hr@10", "ndcg@10"), {
+        "sasrec": (0.7334, 0.4769, "LLMSeR paper Table 1 (None)"),
+    }),
+]  # fmt: skip
+RUNS = ROOT / "runs"
+
+
+def configs(dataset, protocol, models, multi, bf16, epochs):
+    for model in models:
+        for seed in SEEDS if model in multi else SEEDS[:1]:
+            overrides = {"train": {"seed": seed, "bf16": bf16}}
+            if epochs:
+                overrides["train"]["epochs"] = epochs
+            yield model, seed, build_run_config(dataset, model, protocol=protocol, overrides=overrides)
+
+
+def read_result(config) -> dict | None:
+    path = run_directory(config, RUNS) / "metrics.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        return result if result.get("finished") else None
+    return None
+
+
+def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
+    lines = [
+        "# Backbone accuracy vs published anchors",
+        "",
+        f"Generated {date.today()} by `python benchmarks/backbones.py` from the finished runs under `runs/`;",
+        "CPU (2 cores) unless a row says otherwise. Test metrics of the checkpoint selected on validation.",
+        "mean ± std over the seeds listed; 'gap' = ours minus the anchor.",
+        "",
+    ]
+    for dataset, protocol, models, multi, (m1, m2), anchors in GRID:
+        first = None
+        body = []
+        for model in models:
+            results, seeds, dirs = [], [], []
+            for _, seed, config in configs(dataset, protocol, [model], multi, bf16, epochs):
+                first = first or config
+                result = read_result(config)
+                if result:
+                    results.append(result)
+                    seeds.append(seed)
+                    dirs.append(str(run_directory(config, RUNS).relative_to(ROOT)))
+            if not results:
+                body.append(f"| {model} | not run yet | | | | | |")
+                continue
+            a = np.array([r["test"][m1] for r in results])
+            b = np.array([r["test"][m2] for r in results])
+            fmt = lambda x: f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}"  # noqa: E731
+            anchor = anchors.get(model)
+            gap = f"{a.mean() - anchor[0]:+.4f} / {b.mean() - anchor[1]:+.4f}" if anchor else "-"
+            anchor_text = f"{anchor[0]:.4f} / {anchor[1]:.4f} ({anchor[2]})" if anchor else "-"
+            epochs_run = "/".join(str(r["best_epoch"] + 1) for r in results)
+            sec = np.mean([r["seconds_per_epoch"] for r in results])
+            body.append(f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | best epoch {epochs_run}, {sec:.1f} s/epoch; {dirs[0]} |")
+        if first is not None:
+            meta = prepare(preset_spec(dataset, data_root), dataset).metadata
+            lines += [f"## {dataset} under `{protocol}`", "", f"Protocol: {protocol_line(first, meta, seeds=None)}", ""]
+            lines += [f"| model | {m1} | {m2} | seeds | anchor | gap | notes |", "|---|---:|---:|---|---|---|---|", *body, ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--only", default=None, help="dataset preset to run (default: all)")
+    parser.add_argument("--models", default=None, help="comma-separated subset")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol, early stopping)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="pause each run after this long (resumable)")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    data_root = Path(args.data)
+    if not args.report_only:
+        for dataset, protocol, models, multi, _, _ in GRID:
+            if args.only and dataset != args.only:
+                continue
+            chosen = [m for m in models if not args.models or m in args.models.split(",")]
+            data = prepare(preset_spec(dataset, data_root), dataset)
+            for model, seed, config in configs(dataset, protocol, chosen, multi, args.bf16, args.epochs):
+                if seed not in SEEDS[: args.seeds]:
+                    continue
+                if args.max_minutes:
+                    config = config.model_copy(update={"train": config.train.model_copy(update={"max_minutes": args.max_minutes})})
+                print(f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}", flush=True)
+                result, _ = train_run(config, data, root=RUNS, progress=False)
+                if result.get("finished"):
+                    print(json.dumps({k: round(v, 4) for k, v in result["test"].items() if "@10" in k}), flush=True)
+                (ROOT / "benchmarks" / "results" / "backbones.md").write_text(report(args.bf16, args.epochs, data_root))
+    (ROOT / "benchmarks" / "results" / "backbones.md").write_text(report(args.bf16, args.epochs, data_root))
+
+
+if __name__ == "__main__":
+    main()
