@@ -299,6 +299,28 @@ def train(
 
 @app.command()
 @friendly
+def enhance(
+    method: str = typer.Option(..., "--method", help="cllmrec, sracl, llmser, llmcfsr, ..."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="prepared dataset name"),
+    model: str = typer.Option("sasrec", "--model", "-m", help="backbone the method will train"),
+    protocol: str | None = typer.Option(None, "--protocol", "-P", help="p-lru, p-cl or p-s100"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override, e.g. enhancer.alpha=0.75 (repeatable)"
+    ),
+) -> None:
+    """Run (or resume, or reuse) a method's offline step: LLM calls, scores, embeddings."""
+    from llmseqrec.training.config import build_run_config
+    from llmseqrec.training.run import enhancer_workdir, prepare_enhancer
+
+    run_config = build_run_config(dataset, model, method, protocol, list(set_), config)
+    data = _load_dataset(dataset)
+    prepare_enhancer(run_config, data)
+    console.print(f"artefacts: {enhancer_workdir(run_config, data)}")
+
+
+@app.command()
+@friendly
 def evaluate(
     run: Path = typer.Option(..., "--run", "-r", help="run directory"),
     stage: str = typer.Option("test", "--stage", help="valid or test"),

@@ -35,6 +35,12 @@ class Enhancer:
         self.generator = torch.Generator().manual_seed(0)
         self.dataset: Dataset | None = None
         self.max_len = 50
+        self.run_config: Any = None
+
+    def configure(self, run_config: Any) -> None:
+        """The whole run's config (a ``RunConfig``), set before ``prepare``: offline steps that train
+        a backbone (LLMSeR's reverse model) or window histories need the model and max length."""
+        self.run_config = run_config
 
     def bind(self, dataset: Dataset, max_len: int, seed: int) -> None:
         self.dataset = dataset

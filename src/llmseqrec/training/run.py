@@ -17,7 +17,7 @@ import torch
 
 from llmseqrec import paths
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import make_enhancer
+from llmseqrec.enhancers.base import Enhancer, make_enhancer
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import left_pad
 from llmseqrec.training.config import RunConfig, build_run_config
@@ -60,11 +60,24 @@ def train_run(
         result = json.loads(metrics_path.read_text())
         if result.get("finished"):
             return result, directory
-    enhancer = make_enhancer(config.method, config.enhancer)
-    if config.method != "none":
-        enhancer.prepare(dataset, paths.cache_root() / dataset.name / config.method)
+    enhancer = prepare_enhancer(config, dataset)
     trainer = Trainer(config, dataset, directory, enhancer, progress=progress)
     return trainer.fit(), directory
+
+
+def enhancer_workdir(config: RunConfig, dataset: Dataset) -> Path:
+    """Where a method's offline artefacts live; shared by every run of that method on the dataset
+    (artefacts name their own option hash inside it, so different options never collide)."""
+    return paths.cache_root() / dataset.name / config.method
+
+
+def prepare_enhancer(config: RunConfig, dataset: Dataset) -> Enhancer:
+    """Build the run's enhancer and run (or reuse) its offline step."""
+    enhancer = make_enhancer(config.method, config.enhancer)
+    enhancer.configure(config)
+    if config.method != "none":
+        enhancer.prepare(dataset, enhancer_workdir(config, dataset))
+    return enhancer
 
 
 @dataclass
@@ -89,7 +102,8 @@ class Run:
             )
         config = RunConfig.from_yaml((directory / "config.yaml").read_text())
         dataset = dataset or load(config.dataset)
-        enhancer = make_enhancer(config.method, config.enhancer)
+        # Reuses the cached offline artefacts: dual-view methods need them to rebuild the model.
+        enhancer = prepare_enhancer(config, dataset)
         model = build_model(config, dataset, enhancer)
         model.load_state_dict(torch.load(directory / "checkpoint.pt", weights_only=True))
         model.eval()
