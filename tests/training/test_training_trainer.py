@@ -15,7 +15,7 @@ import torch
 
 from llmseqrec.enhancers.base import Enhancer
 from llmseqrec.models.registry import BACKBONES, _load_all
-from llmseqrec.training.batches import left_pad, training_windows
+from llmseqrec.training.batches import iterate_batches, left_pad, training_windows
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.run import Run, train_run
 from llmseqrec.training.trainer import Trainer
@@ -33,6 +33,27 @@ def test_left_pad_and_windows():
     every, users = training_windows(offsets, items, 2, "all")
     assert every.tolist() == [[1, 2, 3], [6, 7, 8], [4, 5, 6]]
     assert users.tolist() == [0, 1, 1]
+
+
+def test_length_buckets_cover_every_row_once_and_cut_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 41, size=1000)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = rng.integers(1, 50, size=offsets[-1])
+    windows, users = training_windows(offsets, items, 40, "last")
+
+    def run(bucket: bool) -> tuple[list[int], int]:
+        seen, cells = [], 0
+        for batch in iterate_batches(windows, users, 32, np.random.default_rng(1), bucket=bucket):
+            seen += batch.users.tolist()
+            cells += batch.inputs.numel()
+        return seen, cells
+
+    plain, plain_cells = run(False)
+    bucketed, bucketed_cells = run(True)
+    assert sorted(bucketed) == sorted(plain) == list(range(1000))
+    assert bucketed_cells < 0.7 * plain_cells
+    assert run(True) == (bucketed, bucketed_cells)  # seeded
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)

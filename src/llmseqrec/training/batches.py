@@ -100,9 +100,26 @@ def iterate_batches(
     batch_size: int,
     rng: np.random.Generator,
     shuffle: bool = True,
+    bucket: bool = False,
 ):
+    """Batches of training rows in a seeded random order.
+
+    ``bucket``: group rows of similar length (sort within random pools of 50 batches, then shuffle
+    the batches), so the padding trim below removes most of the padded work on long-tailed length
+    distributions (ML-1M at max length 200: 46% of a random batch is padding).
+    """
     order = rng.permutation(len(windows)) if shuffle else np.arange(len(windows))
-    for start in range(0, len(order), batch_size):
+    if bucket:
+        lengths = (windows[order] != 0).sum(1)
+        pool = 50 * batch_size
+        for start in range(0, len(order), pool):
+            part = slice(start, start + pool)
+            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
+        starts = np.arange(0, len(order), batch_size)
+        starts = starts[rng.permutation(len(starts))]
+    else:
+        starts = np.arange(0, len(order), batch_size)
+    for start in starts:
         index = order[start : start + batch_size]
         rows = torch.from_numpy(windows[index])
         # Trim columns that are padding in every row of this batch: short-sequence batches get cheap.

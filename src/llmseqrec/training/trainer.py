@@ -215,6 +215,7 @@ class Trainer:
                 self.window_users,
                 cfg.batch_size,
                 np.random.default_rng([cfg.seed, epoch]),
+                bucket=cfg.bucket_by_length,
             )
             n_batches = (len(self.windows) + cfg.batch_size - 1) // cfg.batch_size
             bar = tqdm(
