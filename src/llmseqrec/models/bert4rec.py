@@ -12,6 +12,7 @@ from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
 from llmseqrec.models.layers import (
+    Dropout,
     FeedForward,
     MultiHeadAttention,
     attention_mask,
@@ -46,7 +47,7 @@ class BERTBlock(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.attn = MultiHeadAttention(d, config.num_heads, config.dropout)
-        self.attn_drop = nn.Dropout(config.dropout)
+        self.attn_drop = Dropout(config.dropout)
         self.attn_norm = nn.LayerNorm(d, eps=1e-12)
         self.ffn = FeedForward(d, config.inner_size or 4 * d, config.dropout, "gelu")
         self.ffn_norm = nn.LayerNorm(d, eps=1e-12)
@@ -67,7 +68,7 @@ class BERT4Rec(Backbone):
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.emb_norm = nn.LayerNorm(d, eps=1e-12)
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.blocks = nn.ModuleList(BERTBlock(config) for _ in range(config.num_layers))
         self.transform: nn.Module = (
             nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=1e-12))

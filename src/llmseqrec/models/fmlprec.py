@@ -17,6 +17,7 @@ from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
 from llmseqrec.models.layers import (
+    Dropout,
     FeedForward,
     init_bert_style,
     position_ids,
@@ -51,7 +52,7 @@ class FilterLayer(nn.Module):
         d = config.hidden_size
         self.max_len = config.max_len
         self.weight = nn.Parameter(torch.randn(config.max_len // 2 + 1, d, 2) * 0.02)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm = nn.LayerNorm(d, eps=1e-12)
 
     def kernel(self, length: int) -> torch.Tensor:
@@ -90,7 +91,7 @@ class FMLPRec(Backbone):
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.emb_norm = nn.LayerNorm(d, eps=1e-12)
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.blocks = nn.ModuleList(FMLPBlock(config) for _ in range(config.num_layers))
         init_bert_style(self)
         zero_padding_row(self.item_embedding)

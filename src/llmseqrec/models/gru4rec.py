@@ -9,6 +9,7 @@ from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
 from llmseqrec.models.layers import (
+    Dropout,
     left_to_right_padded,
     right_to_left_padded,
     valid_mask,
@@ -58,7 +59,7 @@ class GRU4Rec(Backbone):
         d = config.hidden_size
         h = config.gru_hidden_size or d
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.gru = nn.GRU(
             d,
             h,

@@ -19,7 +19,13 @@ from pydantic import Field
 from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
-from llmseqrec.models.layers import position_ids, trunc_normal_, valid_mask, zero_padding_row
+from llmseqrec.models.layers import (
+    Dropout,
+    position_ids,
+    trunc_normal_,
+    valid_mask,
+    zero_padding_row,
+)
 from llmseqrec.models.registry import register
 
 
@@ -47,7 +53,7 @@ class HSTULayer(nn.Module):
         self.uvqk = nn.Linear(d, heads * (2 * self.dv + 2 * self.dqk), bias=False)
         self.rel_pos = nn.Parameter(torch.empty(2 * config.max_len - 1))
         self.out = nn.Linear(heads * self.dv, d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         nn.init.normal_(self.uvqk.weight, std=0.02)
         nn.init.normal_(self.rel_pos, std=0.02)
         nn.init.xavier_uniform_(self.out.weight)
@@ -89,7 +95,7 @@ class HSTU(Backbone):
         d = config.hidden_size
         self.position_embedding = nn.Embedding(config.max_len, d)
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.layers = nn.ModuleList(HSTULayer(config) for _ in range(config.num_layers))
         trunc_normal_(self.item_embedding.weight, 0.02)
         zero_padding_row(self.item_embedding)

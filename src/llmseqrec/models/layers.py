@@ -51,6 +51,44 @@ def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
     return allowed | eye
 
 
+class _MaskedScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x * keep * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return grad * keep * ctx.scale, None, None
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with an int16 mask from ``random_``: the same distribution as
+    ``nn.Dropout`` (p resolved to 1/32768) at about a third of the cost of its Bernoulli sampling
+    on CPU, which the training profile showed as the largest non-matmul cost."""
+
+    _RANGE = 1 << 15
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.threshold = round(p * self._RANGE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        draw = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_(0, self._RANGE)
+        keep = draw >= self.threshold
+        return _MaskedScale.apply(x, keep, self._RANGE / (self._RANGE - self.threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention over SDPA; queries and keys/values may come from different inputs
     (SASRec normalises the queries only)."""
@@ -91,7 +129,7 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(hidden_size, inner_size)
         self.fc2 = nn.Linear(inner_size, hidden_size)
         self.act = {"relu": nn.ReLU(), "gelu": nn.GELU()}[activation]
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
-from llmseqrec.models.layers import FeedForward, trunc_normal_, valid_mask
+from llmseqrec.models.layers import Dropout, FeedForward, trunc_normal_, valid_mask
 from llmseqrec.models.registry import register
 
 
@@ -78,7 +78,7 @@ class LRULayer(nn.Module):
         # Complex B and C as real maps on [Re; Im] (C real part: Re(C h) = C_re h_re - C_im h_im).
         self.in_proj = nn.Linear(d, 2 * n)
         self.out_proj = nn.Linear(2 * n, d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm = nn.LayerNorm(d)
 
     def log_eigenvalues(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +137,7 @@ class LRURec(Backbone):
         super().__init__(n_items, config)
         d = config.hidden_size
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.emb_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(LRUBlock(config) for _ in range(config.num_layers))
         self._init_weights()

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from llmseqrec.models.base import Backbone, BackboneConfig
 from llmseqrec.models.gru4rec import init_gru_xavier, run_gru
-from llmseqrec.models.layers import attention_mask, valid_mask, zero_padding_row
+from llmseqrec.models.layers import Dropout, attention_mask, valid_mask, zero_padding_row
 from llmseqrec.models.registry import register
 
 # Elements of the [B, chunk, L, H] additive-attention tensor built at once; chunks are
@@ -52,12 +52,12 @@ class NARM(Backbone):
         super().__init__(n_items, config)
         d = config.hidden_size
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.gru = nn.GRU(d, d, num_layers=config.num_layers, batch_first=True)
         self.a1 = nn.Linear(d, d, bias=False)
         self.a2 = nn.Linear(d, d, bias=False)
         self.v = nn.Parameter(torch.empty(d))
-        self.ct_dropout = nn.Dropout(config.dropout)
+        self.ct_dropout = Dropout(config.dropout)
         self.b = nn.Linear(2 * d, d, bias=False)
         nn.init.xavier_normal_(self.item_embedding.weight)
         zero_padding_row(self.item_embedding)

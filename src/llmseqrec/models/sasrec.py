@@ -8,6 +8,7 @@ from torch import nn
 
 from llmseqrec.models.base import Backbone, BackboneConfig
 from llmseqrec.models.layers import (
+    Dropout,
     FeedForward,
     MultiHeadAttention,
     attention_mask,
@@ -60,7 +61,7 @@ class SASRec(Backbone):
         d = config.hidden_size
         self.position_embedding = nn.Embedding(config.max_len, d)
         emb_dropout = config.dropout if config.emb_dropout is None else config.emb_dropout
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.blocks = nn.ModuleList(SASRecBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
         self._init_weights()
