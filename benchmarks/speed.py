@@ -137,6 +137,7 @@ def main() -> None:
             else:
                 print(proc.stderr[-2000:], flush=True)
         rows.append((model, ours, recbole))
+    load = os.getloadavg()
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     lines = [
@@ -169,6 +170,8 @@ def main() -> None:
     lines += [
         "",
         f"Peak memory of this benchmark process (max RSS): {peak_rss:.0f} MB.",
+        f"Load average at the end of the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min; above 2 means",
+        "other work shared the 2 cores, which slows every row of this run alike but inflates absolute seconds).",
         "",
         "Notes:",
         "- RecBole trains on every prefix of every training sequence as a separate sample (about 1M samples per",
