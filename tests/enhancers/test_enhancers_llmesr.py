@@ -1,0 +1,107 @@
+"""LLM-ESR baseline: training-prefix user similarity, causal cross-attention, self-distillation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from llmseqrec.enhancers import llmesr as llmesr_mod
+from llmseqrec.enhancers.base import make_enhancer
+from llmseqrec.models.registry import build_backbone
+from llmseqrec.training.config import build_run_config
+from llmseqrec.training.recommender import Recommender
+from llmseqrec.training.run import train_run
+
+torch.set_num_threads(1)
+
+
+def fake_embeddings(n_items: int, dim: int = 24, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(n_items + 1, dim)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    e[0] = 0
+    return e
+
+
+@pytest.fixture
+def patched(tiny, monkeypatch):
+    emb = fake_embeddings(tiny.n_items)
+
+    def fake(dataset, workdir, options=None, progress=None):
+        return emb, workdir / "fake"
+
+    monkeypatch.setattr(llmesr_mod, "semantic_item_embeddings", fake)
+    return emb
+
+
+def test_user_similarity_reads_training_prefixes_only(tiny, tmp_path, patched):
+    split = tiny.split
+    vectors = llmesr_mod.user_semantic_vectors(tiny, patched)
+    for user in (0, 7, 42):
+        assert np.allclose(vectors[user], patched[split.train_sequence(user)].mean(0), atol=1e-6)
+    # Planted marker: give every validation / test target a huge embedding. Users' vectors
+    # change only through items of their own training prefixes, never through held-out ones.
+    marked = patched.copy()
+    held_out = np.setdiff1d(np.union1d(split.valid_target, split.test_target), split.train_items)
+    marked[held_out] += 1000.0
+    assert np.allclose(llmesr_mod.user_semantic_vectors(tiny, marked), vectors)
+    enhancer = make_enhancer("llmesr", {"sim_users": 5})
+    enhancer.prepare(tiny, tmp_path / "llmesr")
+    assert enhancer.neighbours.shape == (tiny.n_users, 5)
+    assert not (enhancer.neighbours == np.arange(tiny.n_users)[:, None]).any()  # self excluded
+    assert list((tmp_path / "llmesr").glob("neighbours-*.npy"))
+    enhancer.bind(tiny, 12, 0)
+    rows = enhancer._teacher_rows.numpy()
+    for user in (0, 7, 42):  # teacher rows end with the training prefix, never a target
+        assert rows[user][rows[user] > 0][-1] == split.train_sequence(user)[-1]
+
+
+def test_cross_attention_is_causal_in_the_wrapped_model(tiny, tmp_path, patched):
+    enhancer = make_enhancer("llmesr", {"alpha": 0.0})
+    enhancer.prepare(tiny, tmp_path / "llmesr")
+    torch.manual_seed(0)
+    backbone = build_backbone("sasrec", tiny.n_items, {"max_len": 12, "hidden_size": 16})
+    model = enhancer.wrap(Recommender(backbone)).eval()
+    assert model.emb_fusion and not model.seq_fusion and not model.pred_fusion
+    seq = torch.randint(1, tiny.n_items + 1, (3, 12))
+    with torch.no_grad():
+        base = model.encode(seq)
+        for t in range(2, 11):
+            changed = seq.clone()
+            changed[:, t + 1] = changed[:, t + 1] % tiny.n_items + 1
+            out = model.encode(changed)
+            assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
+def test_llmesr_trains_with_self_distillation(home, patched, model):
+    from llmseqrec.data.prepare import load
+
+    data = load("tiny")
+    config = build_run_config(
+        "tiny",
+        model,
+        "llmesr",
+        None,
+        {"train": {"epochs": 3, "batch_size": 64}, "enhancer": {"sim_users_per_step": 3}},
+    )
+    result, directory = train_run(config, data, progress=False)
+    assert result["finished"] and np.isfinite(result["test"]["ndcg@10"])
+    epochs = [
+        json.loads(x)
+        for x in (directory / "log.jsonl").read_text().splitlines()
+        if '"epoch"' in x and '"event": "epoch"' in x
+    ]
+    assert all(e["distill"] > 0 for e in epochs)
+    assert epochs[-1]["rec"] < epochs[0]["rec"]
+
+
+def test_ablations(tiny):
+    assert make_enhancer("llmesr", {"ablation": "no_distill"}).opts.alpha == 0.0
+    off = make_enhancer("llmesr", {"ablation": "no_cross_attention"}).opts
+    assert not off.fusion_embedding and off.alpha > 0
+    only = make_enhancer("llmesr", {"ablation": "semantic_only"}).opts
+    assert only.views == "semantic" and only.alpha == 0.0
