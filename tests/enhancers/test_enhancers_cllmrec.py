@@ -154,6 +154,16 @@ def test_views_drop_lowest_and_highest_keep_order_and_length(tiny):
         assert order == sorted(order)
 
 
+def test_lambda2_scales_the_recommendation_loss_per_sequence(tiny):
+    enhancer = configured({"lambda1": 0.0, "lambda2": 0.5})
+    enhancer.bind(tiny, 8, seed=1)
+    rows, users = training_windows(tiny.split.train_offsets, tiny.split.train_items, 8, "last")
+    batch = next(iterate_batches(rows, users, 16, np.random.default_rng(0)))
+    out = enhancer.augment_batch(batch, 0)
+    assert out.weights.tolist() == [0.5] * 16 and not out.views
+    assert enhancer.extra_loss(None, out, torch.zeros(16, 8, 4)) == {}
+
+
 def test_weighted_info_nce_matches_a_hand_computed_value():
     anchor = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     positive = torch.tensor([[1.0, 1.0], [0.5, 1.0]])

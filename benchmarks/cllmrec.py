@@ -1,0 +1,264 @@
+"""CLLMRec vs its backbone vs the w/o-LLM ablation under protocol p-lru, next to the paper.
+
+    python benchmarks/cllmrec.py [--datasets beauty,ml-1m] [--models lrurec,sasrec]
+        [--variants backbone,wo_llm,cllmrec] [--seeds 3] [--epochs N] [--max-minutes M]
+        [--stage all|score|train] [--report-only]
+
+Resumable: the scoring step continues from its saved chunks, finished runs are read back and
+interrupted ones continue (run directories are named by their config hash). Writes
+benchmarks/results/cllmrec.md from whatever has finished; rows that have not run say so.
+``w/o CL`` is the plain backbone (method ``none``), so the backbone row doubles as that ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from llmseqrec import paths  # noqa: E402
+from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.enhancers.base import make_enhancer  # noqa: E402
+from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
+from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
+from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
+
+SEEDS = [42, 43, 44]
+RUNS = ROOT / "runs"
+RESULTS = ROOT / "benchmarks" / "results" / "cllmrec.md"
+METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+VARIANTS = {  # name -> (method, extra enhancer options)
+    "backbone": ("none", None),
+    "wo_llm": ("cllmrec", {"crops": "random"}),
+    "cllmrec": ("cllmrec", {}),
+}
+LABEL = {"backbone": "backbone (= w/o CL)", "wo_llm": "CLLMRec w/o LLM", "cllmrec": "CLLMRec"}
+# Paper figures (Recall@10 / NDCG@10) from ../shared/design/benchmarks.md.
+PAPER = {
+    ("ml-1m", "lrurec", "backbone"): (0.3232, 0.1904, "CLLMRec paper Table 1 (LRURec)"),
+    ("ml-1m", "lrurec", "cllmrec"): (0.3352, 0.2001, "CLLMRec paper Table 1"),
+    ("ml-1m", "sasrec", "backbone"): (0.3152, 0.1821, "Klenitskiy & Vasilev (SASRec-CE)"),
+    ("beauty", "lrurec", "cllmrec"): (
+        0.0538, 0.0315, "CLLMRec paper (their Beauty version; HR@10/NDCG@10)",
+    ),
+}  # fmt: skip
+
+
+def variant_config(dataset, model, variant, seed, epochs, enhancer_options):
+    method, extra = VARIANTS[variant]
+    overrides = {"train": {"seed": seed, "threads": 1}}
+    if epochs:
+        overrides["train"]["epochs"] = epochs
+    if method != "none":
+        overrides["enhancer"] = {**enhancer_options, **(extra or {})}
+    return build_run_config(dataset, model, method, "p-lru", overrides)
+
+
+def read_result(config) -> dict | None:
+    path = run_directory(config, RUNS) / "metrics.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        return result if result.get("finished") else None
+    return None
+
+
+def run_state(config) -> str:
+    log = run_directory(config, RUNS) / "log.jsonl"
+    if not log.exists():
+        return "not run"
+    epochs = [json.loads(x) for x in log.read_text().splitlines() if '"event": "epoch"' in x]
+    return f"unfinished ({len(epochs)} epochs so far)" if epochs else "started"
+
+
+def scoring(dataset, data, model, enhancer_options) -> dict:
+    """Run (or resume, or reuse) the scoring step; return its cost record."""
+    config = build_run_config(dataset, model, "cllmrec", "p-lru", {"enhancer": enhancer_options})
+    enhancer = make_enhancer("cllmrec", config.enhancer)
+    enhancer.configure(config)
+    started = time.perf_counter()
+    enhancer.prepare(data, enhancer_workdir(config, data))
+    cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
+    cost["wall_seconds_this_call"] = time.perf_counter() - started
+    return cost
+
+
+def scoring_cost(dataset, data, model, enhancer_options) -> dict | None:
+    """The cost record of the scoring artefact, finished or partial, without computing."""
+    config = build_run_config(dataset, model, "cllmrec", "p-lru", {"enhancer": enhancer_options})
+    workdir = paths.cache_root() / dataset / "cllmrec"
+    if not workdir.exists():
+        return None
+    enhancer = make_enhancer("cllmrec", config.enhancer)
+    enhancer.configure(config)
+    from llmseqrec.text.encoders import AttentionEncoder
+
+    encoder = AttentionEncoder(
+        enhancer.opts.encoder, device="cpu", max_length=enhancer.opts.encoder_max_length
+    )
+    key = enhancer.artefact_key(data, encoder.identity, encoder.max_length)
+    path = workdir / key / "cost.json"
+    if not path.exists():
+        return None
+    cost = json.loads(path.read_text())
+    cost["finished"] = (workdir / key / "scores.npy").exists()
+    cost["users_total"] = data.n_users
+    cost["directory"] = str(workdir / key)
+    return cost
+
+
+def fmt(values: np.ndarray) -> str:
+    if len(values) > 1:
+        return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    return f"{values.mean():.4f}"
+
+
+def report(args, enhancer_options) -> str:
+    lines = [
+        "# CLLMRec vs backbone vs w/o LLM (protocol p-lru)",
+        "",
+        f"Generated {date.today()} by `python benchmarks/cllmrec.py` from the runs under `runs/`",
+        "(CPU, 2 cores shared with other jobs; 1 torch thread per run). Test metrics of the",
+        "checkpoint selected on validation Recall@10; mean ± std over the seeds listed. Paired",
+        "t-test over seeds against the backbone with the same seeds (needs >= 2 seeds).",
+        f"Enhancer options: `{json.dumps(enhancer_options)}` (paper defaults otherwise: alpha",
+        "0.75, w_i 0.5, lambda1 0.1, lambda2 1, tau 1, dot similarity, last encoder layer,",
+        "lambda_a 1). `w/o CL` = the backbone row (method none).",
+        "",
+    ]
+    for dataset in args.datasets:
+        data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+        lines += [f"## {dataset}", ""]
+        cost = scoring_cost(dataset, data, args.models[0], enhancer_options)
+        if cost:
+            rate = cost["users_scored"] / max(cost["seconds"], 1e-9)
+            status = "finished" if cost["finished"] else "PARTIAL (resumable)"
+            lines += [
+                f"Scoring step ({status}): {cost['users_scored']} / {cost['users_total']} users, "
+                f"{cost['items_scored']} items, {cost['encoder_sequences']} encoder passes in "
+                f"{cost['seconds']:.0f} s ({rate:.2f} users/s"
+                + (
+                    f"; full set ~{cost['users_total'] / rate / 60:.0f} min at this rate"
+                    if not cost["finished"]
+                    else ""
+                )
+                + f"). Artefact `{Path(cost['directory']).relative_to(paths.cache_root())}`.",
+                "",
+            ]
+        else:
+            lines += ["Scoring step: not run.", ""]
+        first = None
+        for model in args.models:
+            rows, backbone = [], {}
+            for variant in args.variants:
+                results, seeds, missing = [], [], []
+                for seed in SEEDS[: args.seeds]:
+                    config = variant_config(
+                        dataset, model, variant, seed, args.epochs, enhancer_options
+                    )
+                    first = first or config
+                    result = read_result(config)
+                    if result:
+                        results.append(result)
+                        seeds.append(seed)
+                    else:
+                        missing.append(f"seed {seed}: {run_state(config)}")
+                paper = PAPER.get((dataset, model, variant))
+                paper_text = f"{paper[0]:.4f} / {paper[1]:.4f} ({paper[2]})" if paper else "-"
+                if not results:
+                    rows.append(
+                        f"| {LABEL[variant]} | {'; '.join(missing)} | | | | | | | {paper_text} |"
+                    )
+                    continue
+                values = {m: np.array([r["test"][m] for r in results]) for m in METRICS}
+                sec = float(np.mean([r["seconds_per_epoch"] for r in results]))
+                if variant == "backbone":
+                    backbone = {"values": values, "seeds": seeds, "sec": sec}
+                ratio = f"{sec / backbone['sec']:.2f}x" if backbone else "-"
+                test = "-"
+                if backbone and variant != "backbone":
+                    common = [s for s in seeds if s in backbone["seeds"]]
+                    if len(common) >= 2:
+                        a = [backbone["values"]["recall@10"][backbone["seeds"].index(s)] for s in common]
+                        b = [values["recall@10"][seeds.index(s)] for s in common]
+                        t = paired_seed_test(a, b)
+                        test = f"Δ {t['mean_diff']:+.4f}, p = {t['p']:.3f} (n={t['n']})"
+                    elif common:
+                        s = common[0]
+                        diff = values["recall@10"][seeds.index(s)] - backbone["values"]["recall@10"][backbone["seeds"].index(s)]
+                        test = f"Δ {diff:+.4f} (1 seed, no test)"
+                epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
+                rows.append(
+                    f"| {LABEL[variant]} | {','.join(map(str, seeds))} | "
+                    + " | ".join(fmt(values[m]) for m in METRICS)
+                    + f" | {sec:.0f} s ({ratio}), best epoch {epochs} | {test} | {paper_text} |"
+                )  # fmt: skip
+            lines += [
+                f"### {dataset}, backbone {model}",
+                "",
+                "| variant | seeds | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | s/epoch (vs backbone) | Recall@10 vs backbone | paper R@10 / N@10 |",
+                "|---|---|---:|---:|---:|---:|---|---|---|",
+                *rows,
+                "",
+            ]  # fmt: skip
+        if first is not None:
+            lines += [f"Protocol: {protocol_line(first, data.metadata, seeds=SEEDS[: args.seeds])}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--datasets", default="beauty,ml-1m")
+    parser.add_argument("--models", default="lrurec,sasrec")
+    parser.add_argument("--variants", default="backbone,wo_llm,cllmrec")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
+    parser.add_argument("--stage", choices=["all", "score", "train"], default="all")
+    parser.add_argument("--encoder-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--encoder-max-length", type=int, default=256)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    args.datasets = args.datasets.split(",")
+    args.models = args.models.split(",")
+    args.variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    enhancer_options = {
+        "encoder_dtype": args.encoder_dtype,
+        "encoder_max_length": args.encoder_max_length,
+    }
+    if not args.report_only:
+        for dataset in args.datasets:
+            data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+            if args.stage in ("all", "score") and "cllmrec" in args.variants:
+                print(f"== {dataset}: scoring step", flush=True)
+                print(json.dumps(scoring(dataset, data, args.models[0], enhancer_options)), flush=True)
+            if args.stage == "score":
+                continue
+            for seed in SEEDS[: args.seeds]:
+                for model in args.models:
+                    for variant in args.variants:
+                        config = variant_config(
+                            dataset, model, variant, seed, args.epochs, enhancer_options
+                        )
+                        if args.max_minutes:
+                            config = config.model_copy(
+                                update={"train": config.train.model_copy(update={"max_minutes": args.max_minutes})}
+                            )  # fmt: skip
+                        print(f"== {dataset} {model} {variant} seed {seed} -> {run_directory(config, RUNS)}", flush=True)  # fmt: skip
+                        result, _ = train_run(config, data, root=RUNS, progress=False)
+                        if result.get("finished"):
+                            print(json.dumps({m: round(result["test"][m], 4) for m in METRICS}), flush=True)
+                        RESULTS.write_text(report(args, enhancer_options))
+    RESULTS.write_text(report(args, enhancer_options))
+
+
+if __name__ == "__main__":
+    main()
