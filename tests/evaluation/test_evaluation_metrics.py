@@ -119,3 +119,22 @@ def test_paired_tests():
     assert result["p"] < 0.05
     same = paired_user_test(np.ones(10), np.ones(10))
     assert same["p"] == 1.0
+
+
+@pytest.mark.parametrize("model_name", ["sasrec", "gru4rec", "bert4rec"])
+def test_length_sorted_trimmed_evaluation_matches_full_padding(tiny, model_name):
+    from llmseqrec.models.registry import build_backbone
+    from llmseqrec.training.batches import left_pad
+    from llmseqrec.training.recommender import Recommender
+
+    torch.manual_seed(0)
+    model = Recommender(build_backbone(model_name, tiny.n_items, {"max_len": 20})).eval()
+    config = EvalConfig(mask_history=False, batch_users=7)
+    fast = rank_users(model, tiny, config, "test", 20)
+    offsets, items, targets = eval_histories(tiny, "test")
+    with torch.no_grad():
+        scores = model.score_last(torch.from_numpy(left_pad(offsets, items, 20))).float()
+    scores[:, 0] = -torch.inf
+    target_scores = scores.gather(1, torch.from_numpy(targets.astype(np.int64))[:, None])[:, 0]
+    slow = rank_of_target(scores.numpy(), target_scores.numpy())
+    assert np.array_equal(fast, slow) or np.abs(fast - slow).max() <= 1  # float ties only

@@ -82,9 +82,16 @@ def rank_users(
         negatives = sample_negatives(dataset, config, stage)
     was_training = model.training
     model.eval()
+    # Users in order of history length, each batch cut to its longest history: on short-history
+    # sets (Beauty: 9 of 50 columns are real on average) most of the padded encoder work goes.
+    lengths = np.minimum(np.diff(offsets), max_len)
+    by_length = np.argsort(lengths, kind="stable")
     for start in range(0, n_users, config.batch_users):
-        rows = np.arange(start, min(start + config.batch_users, n_users))
-        histories = torch.from_numpy(left_pad(offsets, items, max_len, rows))
+        rows = by_length[start : start + config.batch_users]
+        width = max(int(lengths[rows].max(initial=1)), 1)
+        if getattr(model, "objective", "causal") == "masked":
+            width = min(width + 1, max_len)  # room for the trailing mask token
+        histories = torch.from_numpy(left_pad(offsets, items, width, rows))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
             scores = model.score_last(histories).float()
         target = torch.from_numpy(targets[rows].astype(np.int64))
