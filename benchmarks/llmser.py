@@ -1,0 +1,314 @@
+"""LLMSeR and ASReP next to the plain backbones (paper Table 1 alongside). Resumable.
+
+    # the LLM stage alone (long; resumable in chunks; run it early, in the background):
+    nice -n 10 python benchmarks/llmser.py --stage office
+    # training rows (finished runs are read back, interrupted ones continue):
+    python benchmarks/llmser.py --datasets office --models sasrec --seeds 1 --llm-users 256
+    python benchmarks/llmser.py --report-only
+
+Rows per dataset (protocol ``p-s100``): None / ASReP / LLMSeR (LLM path for the first
+``--llm-users`` users, LLM-free path for the rest) / LLMSeR LLM-free (SNF = top-M of CCG, ARV pick
+= forward top-1), on SASRec (3 seeds), GRU4Rec, BERT4Rec; SASRec rows again under ``p-cl``;
+M and beta sweeps on the LLM-free path (``--sweeps``). CCG and ARV use a SASRec offline model
+for every backbone (``offline_model=sasrec``) so that one LLM stage serves all three.
+Writes ``benchmarks/results/llmser.md`` and ``llmser_groups.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
+
+from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
+from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
+from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
+from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
+
+RUNS = ROOT / "runs"
+RESULTS = ROOT / "benchmarks" / "results"
+SEEDS = [42, 43, 44]
+DATASETS = ["office", "beauty", "yelp"]
+MODELS = ["sasrec", "gru4rec", "bert4rec"]
+PAPER = {  # LLMSeR paper Table 1, Yelp (HR@10 / NDCG@10)
+    ("yelp", "sasrec", "none"): (0.7334, 0.4769),
+    ("yelp", "sasrec", "llmser"): (0.7558, 0.4950),
+}
+GROUPS = {"short (0,4)": (0, 4), "medium [4,6)": (4, 6), "long [6,inf)": (6, np.inf)}
+STAGE = {"offline_model": "sasrec", "chunk_users": 16}
+
+
+def llmser_options(llm_users: int | None, **extra) -> dict:
+    options = {**STAGE, **extra}
+    if llm_users is not None:
+        options["llm_users"] = llm_users
+    return options
+
+
+def variants(llm_users: int | None, sweeps: bool) -> list[tuple[str, str, dict]]:
+    rows = [
+        ("None", "none", {}),
+        ("ASReP", "asrep", {"offline_model": "sasrec"}),
+        (f"LLMSeR (LLM for first {llm_users} users)", "llmser", llmser_options(llm_users)),
+        ("LLMSeR LLM-free (CCG top-M, fwd top-1)", "llmser", llmser_options(None, llm=False)),
+    ]
+    if sweeps:
+        for m in (2, 4, 8, 16):
+            rows.append((f"LLM-free M={m}", "llmser", llmser_options(None, llm=False, n_pseudo=m)))
+        for beta in (0.0, 0.25, 0.75, 1.0):
+            rows.append(
+                (f"LLM-free beta={beta}", "llmser", llmser_options(None, llm=False, beta=beta))
+            )
+    return rows
+
+
+def make_config(dataset, model, method, enhancer, protocol, seed, epochs):
+    train = {"seed": seed, "threads": 1}
+    if epochs:
+        train["epochs"] = epochs
+    return build_run_config(
+        dataset, model, method, protocol, {"train": train, "enhancer": enhancer}
+    )
+
+
+def plan(args):
+    for dataset in args.datasets:
+        for protocol, models in (("p-s100", args.models), ("p-cl", ["sasrec"])):
+            if protocol == "p-cl" and not args.pcl:
+                continue
+            for model in models:
+                if model not in args.models:
+                    continue
+                seeds = SEEDS[: args.seeds] if model == "sasrec" else SEEDS[:1]
+                for label, method, enhancer in variants(args.llm_users, args.sweeps):
+                    if protocol == "p-cl" and label.startswith(("LLM-free M", "LLM-free beta")):
+                        continue
+                    if model != "sasrec" and label.startswith(("LLM-free M", "LLM-free beta")):
+                        continue
+                    for seed in seeds:
+                        yield dataset, protocol, model, label, method, enhancer, seed
+
+
+def finished(config):
+    path = run_directory(config, RUNS) / "metrics.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        if result.get("finished"):
+            return result
+    return None
+
+
+def group_metrics(config, data):
+    ranks = np.load(run_directory(config, RUNS) / "ranks_test.npy")
+    lengths = data.split.train_lengths
+    out = {}
+    for name, (low, high) in GROUPS.items():
+        mask = (lengths >= low) & (lengths < high)
+        out[name] = {"users": int(mask.sum()), **metrics_from_ranks(ranks[mask], (10, 20))}
+    return out
+
+
+def stage_cost(dataset, data, enhancer, protocol, epochs):
+    config = make_config(dataset, "sasrec", "llmser", enhancer, protocol, SEEDS[0], epochs)
+    helper = LLMSeR(enhancer)
+    helper.configure(config)
+    path = helper.stage_dir(data, enhancer_workdir(config, data)) / "cost.json"
+    return json.loads(path.read_text()) if path.exists() else None, path
+
+
+def fmt(values):
+    v = np.asarray(values)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def report(args, datasets) -> str:
+    lines = [
+        "# LLMSeR and ASReP vs the plain backbones",
+        "",
+        f"Generated {date.today()} by `python benchmarks/llmser.py` from the finished runs under `runs/`",
+        "(CPU, 2 shared cores). Test metrics of the checkpoint selected on validation NDCG@10.",
+        "mean ± std over the seeds listed. Rows that did not run say so.",
+        "",
+    ]
+    figure_rows = {}
+    for dataset in args.datasets:
+        data = datasets[dataset]
+        for protocol in ("p-s100", "p-cl"):
+            body, first = [], None
+            for model in MODELS:
+                seeds = SEEDS[: args.seeds] if model == "sasrec" else SEEDS[:1]
+                for label, method, enhancer in variants(args.llm_users, args.sweeps):
+                    if (protocol == "p-cl" or model != "sasrec") and label.startswith("LLM-free "):
+                        continue
+                    if protocol == "p-cl" and model != "sasrec":
+                        continue
+                    results, done = [], []
+                    for seed in seeds:
+                        config = make_config(
+                            dataset, model, method, enhancer, protocol, seed, args.epochs
+                        )
+                        first = first or config
+                        result = finished(config)
+                        if result:
+                            results.append((config, result))
+                            done.append(seed)
+                    paper = PAPER.get((dataset, model, method)) if protocol == "p-s100" else None
+                    paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "-"
+                    if not results:
+                        body.append(f"| {model} | {label} | not run | | | | {paper_text} | |")
+                        continue
+                    hr = [r["test"]["hr@10"] for _, r in results]
+                    nd = [r["test"]["ndcg@10"] for _, r in results]
+                    hr20 = [r["test"]["hr@20"] for _, r in results]
+                    nd20 = [r["test"]["ndcg@20"] for _, r in results]
+                    epochs_txt = "/".join(str(r["best_epoch"] + 1) for _, r in results)
+                    body.append(
+                        f"| {model} | {label} | {fmt(hr)} | {fmt(nd)} | {fmt(hr20)} / {fmt(nd20)} "
+                        f"| {','.join(map(str, done))} | {paper_text} | best epoch {epochs_txt}; "
+                        f"`{run_directory(results[0][0], RUNS).relative_to(ROOT)}` |"
+                    )
+                    if (
+                        protocol == "p-s100"
+                        and model == "sasrec"
+                        and not label.startswith("LLM-free ")
+                    ):
+                        figure_rows[(dataset, label)] = [group_metrics(c, data) for c, _ in results]
+            if first is None:
+                continue
+            meta = data.metadata
+            lines += [
+                f"## {dataset}, `{protocol}`",
+                "",
+                f"Protocol: {protocol_line(first, meta, seeds=SEEDS[: args.seeds])}",
+                "",
+                "| backbone | method | HR@10 | NDCG@10 | HR@20 / NDCG@20 | seeds | paper HR@10 / NDCG@10 | notes |",
+                "|---|---|---:|---:|---|---|---|---|",
+                *body,
+                "",
+            ]
+    if figure_rows:
+        lines += [
+            "## User groups (SASRec, `p-s100`, training length)",
+            "",
+            "| dataset | method | " + " | ".join(f"{g} NDCG@10 (users)" for g in GROUPS) + " |",
+            "|---|---|" + "---|" * len(GROUPS),
+        ]
+        for (dataset, label), groups in figure_rows.items():
+            cells = []
+            for g in GROUPS:
+                vals = [x[g]["ndcg@10"] for x in groups]
+                cells.append(f"{fmt(vals)} ({groups[0][g]['users']})")
+            lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + " |")
+        lines += ["", "![user groups](llmser_groups.png)", ""]
+        plot_groups(figure_rows)
+    lines += ["## LLM stage cost", ""]
+    for dataset in args.datasets:
+        cost, path = stage_cost(
+            dataset, datasets[dataset], llmser_options(args.llm_users), "p-s100", args.epochs
+        )
+        full, _ = stage_cost(
+            dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
+        )
+        for name, c in (("this table's runs", cost), ("full stage (background)", full)):
+            if c is None:
+                lines.append(f"- {dataset}, {name}: no artefact yet.")
+                continue
+            asked = c.get("calls", 0) + c.get("cache_hits", 0)
+            lines.append(
+                f"- {dataset}, {name}: {c['llm_users']} / {c['users']} users through the LLM "
+                f"(coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
+                f"{c.get('cache_hits', 0):.0f} cache hits ({c.get('cache_hits', 0) / max(asked, 1):.0%}), "
+                f"tokens in/out {c.get('tokens_in', 0):.0f} / {c.get('tokens_out', 0):.0f}, "
+                f"LLM wall {c.get('llm_wall_seconds', 0):.0f} s; SNF fallbacks "
+                f"{c.get('snf_fallback_users', 0):.0f} users ({c.get('snf_filled_items', 0):.0f} items "
+                f"filled from CCG), ARV fallbacks {c.get('arv_fallback_users', 0):.0f}, grounding: "
+                f"{c.get('grounding_by_index', 0):.0f} by index, {c.get('grounding_invalid_index', 0):.0f} "
+                f"invalid indices, {c.get('grounding_failed', 0):.0f} failed entries, "
+                f"{c.get('grounding_non_json', 0):.0f} non-JSON answers; mean omega "
+                f"{c['mean_omega']:.3f}. Ran on: CPU (packaged SmolLM2-135M Q4_1, llama.cpp). "
+                f"`{path.parent.relative_to(ROOT)}`"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_groups(rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({d for d, _ in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        labels = [lab for d, lab in rows if d == dataset]
+        width = 0.8 / max(len(labels), 1)
+        for i, label in enumerate(labels):
+            groups = rows[(dataset, label)]
+            vals = [np.mean([x[g]["ndcg@10"] for x in groups]) for g in GROUPS]
+            ax.bar(np.arange(len(GROUPS)) + i * width, vals, width, label=label)
+        ax.set_xticks(np.arange(len(GROUPS)) + width * (len(labels) - 1) / 2, list(GROUPS))
+        ax.set_ylabel("NDCG@10 (test, p-s100)")
+        ax.set_title(f"{dataset}, SASRec")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "llmser_groups.png", dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--datasets", default="office,beauty,yelp")
+    parser.add_argument("--models", default="sasrec,gru4rec,bert4rec")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None, help="cap training epochs")
+    parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
+    parser.add_argument("--llm-users", type=int, default=None, help="LLM coverage for LLMSeR rows")
+    parser.add_argument("--methods", default=None, help="subset of row labels' methods")
+    parser.add_argument("--no-pcl", dest="pcl", action="store_false")
+    parser.add_argument("--sweeps", action="store_true", help="M and beta sweeps (LLM-free)")
+    parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    args.datasets = args.datasets.split(",")
+    args.models = args.models.split(",")
+    data_root = Path(args.data)
+    if args.stage:
+        data = prepare(preset_spec(args.stage, data_root), args.stage)
+        config = make_config(
+            args.stage, "sasrec", "llmser", llmser_options(None), "p-s100", 42, None
+        )
+        enhancer = LLMSeR(config.enhancer)
+        enhancer.configure(config)
+        enhancer.prepare(data, enhancer_workdir(config, data))
+        print(json.dumps(enhancer.cost, indent=1, default=float))
+        return
+    datasets = {d: prepare(preset_spec(d, data_root), d) for d in args.datasets}
+    if not args.report_only:
+        for dataset, protocol, model, label, method, enhancer, seed in plan(args):
+            if args.methods and method not in args.methods.split(","):
+                continue
+            config = make_config(dataset, model, method, enhancer, protocol, seed, args.epochs)
+            if args.max_minutes:
+                train = config.train.model_copy(update={"max_minutes": args.max_minutes})
+                config = config.model_copy(update={"train": train})
+            print(f"== {dataset} {protocol} {model} {label} seed {seed}", flush=True)
+            result, directory = train_run(config, datasets[dataset], root=RUNS, progress=False)
+            if result.get("finished"):
+                print(json.dumps({k: round(v, 4) for k, v in result["test"].items()}), flush=True)
+            (RESULTS / "llmser.md").write_text(report(args, datasets))
+    (RESULTS / "llmser.md").write_text(report(args, datasets))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""LLMSeR: leakage (planted marker), pools, weights, zero-weight parity, backbones, real LLM."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from llmseqrec.data.dataset import Dataset
+from llmseqrec.enhancers.base import make_enhancer
+from llmseqrec.enhancers.llmser import LLMSeR, derived_dataset
+from llmseqrec.errors import ConfigError
+from llmseqrec.text.llm import ChatConfig, ChatModel, Completion
+from llmseqrec.training.batches import iterate_batches
+from llmseqrec.training.config import build_run_config
+from llmseqrec.training.run import train_run
+from llmseqrec.training.trainer import Trainer
+
+FAST = {"offline_epochs": 2, "offline_patience": 2, "chunk_users": 16}
+MARK = "ZZMARKER planted item"
+
+
+def config(model: str = "sasrec", enhancer: dict | None = None, epochs: int = 2, name="tiny"):
+    return build_run_config(
+        name,
+        model,
+        "llmser",
+        "p-s100",
+        {"train": {"epochs": epochs, "threads": 1}, "enhancer": enhancer or {}},
+    )
+
+
+def with_marker(base: Dataset) -> Dataset:
+    """Every user's validation AND test item is one new item that appears nowhere else."""
+    marker = base.n_items + 1
+    items = base.items.copy()
+    ends = base.offsets[1:]
+    items[ends - 1] = marker
+    items[ends - 2] = marker
+    row = pl.DataFrame(
+        {"item": [marker], "raw_id": ["MARKER"], "title": [MARK], "brand": ["ZZMARKER"]},
+        schema_overrides={"item": pl.Int32},
+    )
+    text = pl.concat([base.item_text, row], how="diagonal_relaxed")
+    return Dataset(
+        name="marker",
+        user_ids=base.user_ids,
+        item_ids=np.append(base.item_ids, "MARKER"),
+        offsets=base.offsets,
+        items=items,
+        item_text=text,
+        metadata={"source": {"format": "synthetic"}},
+    )
+
+
+class FakeBackend:
+    """Records prompts; answers with valid, out-of-range, free-text and empty answers."""
+
+    name = "fake"
+    identity = "fake-model"
+    context_length = 2048
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def complete(self, prompts, params, on_result) -> None:
+        for i, prompt in enumerate(prompts):
+            self.prompts.append(prompt)
+            n = len(self.prompts)
+            if "missing purchase" in prompt:
+                text = '{"reason": "similar", "item": 2}' if n % 3 else "no idea"
+            elif n % 4 == 0:
+                text = "I cannot tell."
+            else:
+                text = '{"reason": "item 1 fits", "items": [3, 1, 99, 2, 3]}'
+            on_result(i, Completion(text, 10, 5, 0.001))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_options_are_validated_with_one_line_errors():
+    with pytest.raises(ConfigError, match="n_pseudo"):
+        LLMSeR({"n_pseudo": 0})
+    with pytest.raises(ConfigError, match="bogus"):
+        make_enhancer("llmser", {"bogus": 1})
+    with pytest.raises(ConfigError, match="ablation"):
+        LLMSeR({"ablation": "wo_everything"})
+
+
+def test_derived_datasets_hold_training_items_only(tiny):
+    split = tiny.split
+    rev = derived_dataset(tiny, "reverse")
+    fwd = derived_dataset(tiny, "forward")
+    for u in (0, 7, 100):
+        prefix = split.train_sequence(u)
+        assert rev.sequence(u).tolist() == prefix[::-1].tolist() + [prefix[0]]
+        assert fwd.sequence(u).tolist() == prefix.tolist() + [prefix[-1]]
+        # their own valid/test targets are training items: v_1 (reverse), v_k (forward)
+        assert rev.split.valid_target[u] == prefix[0]
+        assert fwd.split.valid_target[u] == prefix[-1]
+
+
+def test_planted_marker_never_reaches_pools_prompts_choices_or_weights(tiny, home, tmp_path):
+    data = with_marker(tiny)
+    marker = data.n_items
+    backend = FakeBackend()
+    enhancer = LLMSeR({**FAST, "llm_users": 40})
+    enhancer.configure(config(enhancer=enhancer.options, name="marker"))
+    enhancer.chat_model = ChatModel(ChatConfig(cache_path=tmp_path / "r.sqlite"), backend=backend)
+    enhancer.prepare(data, tmp_path / "work" / "llmser")
+
+    assert backend.prompts, "the LLM path ran"
+    assert not any("ZZMARKER" in p for p in backend.prompts)
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        cached = [row[0] for row in db.execute("SELECT prompt FROM responses")]
+    assert cached and not any("ZZMARKER" in p for p in cached)
+    assert not (enhancer.candidates == marker).any()
+    assert not (enhancer.pseudo_items == marker).any()
+    assert not (enhancer.picked == marker).any()
+    split = data.split
+    assert not (split.train_items == marker).any()  # omega compares picked vs v_k (training)
+
+    # pseudo items: from the pool, never in the history, at most M; weights in [0, 1]
+    for u in range(split.n_users):
+        p = enhancer.pseudo_items[enhancer.pseudo_offsets[u] : enhancer.pseudo_offsets[u + 1]]
+        pool = enhancer.candidates[u]
+        assert set(p.tolist()) <= set(pool[pool > 0].tolist())
+        assert not set(p.tolist()) & set(split.train_sequence(u).tolist())
+        assert len(p) <= 12 and len(set(p.tolist())) == len(p)
+    assert ((enhancer.omega >= 0) & (enhancer.omega <= 1)).all()
+    alpha = enhancer.compute_alpha(data)
+    assert ((alpha >= 0) & (alpha <= 1)).all() and (alpha > 0).any()
+
+    cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
+    assert cost["llm_users"] == 40 and cost["calls"] > 0
+    assert cost["snf_fallback_users"] > 0 and cost["arv_fallback_users"] > 0
+    assert cost["grounding_invalid_index"] > 0  # "99" is outside the pool: never accepted
+
+    # resumable: a second prepare reads the chunks and asks nothing
+    asked = len(backend.prompts)
+    again = LLMSeR({**FAST, "llm_users": 40})
+    again.configure(enhancer.run_config)
+    again.chat_model = enhancer.chat_model
+    again.prepare(data, tmp_path / "work" / "llmser")
+    assert len(backend.prompts) == asked
+    np.testing.assert_array_equal(again.pseudo_items, enhancer.pseudo_items)
+    np.testing.assert_array_equal(again.omega, enhancer.omega)
+
+
+def test_dual_channel_batches_weigh_original_and_augmented(tiny, home, tmp_path):
+    enhancer = LLMSeR({**FAST, "llm": False})
+    enhancer.configure(config(enhancer=enhancer.options))
+    enhancer.prepare(tiny, tmp_path / "llmser")
+    enhancer.omega = np.full_like(enhancer.omega, 0.6)
+    enhancer.bind(tiny, 50, 0)
+    trainer_rows = Trainer(config(enhancer=enhancer.options), tiny, tmp_path / "run")
+    batch = next(
+        iterate_batches(
+            trainer_rows.windows, trainer_rows.window_users, 64, np.random.default_rng(0)
+        )
+    )
+    out = enhancer.augment_batch(batch, 0)
+    n = len(batch.users)
+    assert len(out.users) > n and out.weights is not None
+    assert ((out.weights >= 0) & (out.weights <= 1)).all()
+    per_user: dict[int, float] = {}
+    for u, w in zip(out.users.tolist(), out.weights.tolist(), strict=True):
+        per_user[u] = per_user.get(u, 0.0) + w
+    assert all(abs(v - 1.0) < 1e-6 for v in per_user.values())  # (1 - a) + a
+    # the augmented row ends with the same prefix and starts with the pseudo items
+    extra = out.inputs[n]
+    u = int(out.users[n])
+    seq = np.concatenate([out.inputs[n][out.inputs[n] > 0].numpy(), out.targets[n][-1:].numpy()])
+    prefix = tiny.split.train_sequence(u)
+    assert seq[-len(prefix) :].tolist() == prefix.tolist()
+    assert extra.shape[0] == out.inputs.shape[1]
+
+
+def test_zero_weights_train_exactly_like_the_backbone(tiny, home, tmp_path):
+    plain_cfg = build_run_config(
+        "tiny", "sasrec", "none", "p-s100", {"train": {"epochs": 2, "threads": 1}}
+    )
+    plain = Trainer(plain_cfg, tiny, tmp_path / "plain", progress=False)
+    plain.fit()
+    enhancer = LLMSeR({**FAST, "llm": False})
+    cfg = config(enhancer=enhancer.options)
+    enhancer.configure(cfg)
+    enhancer.prepare(tiny, tmp_path / "llmser")
+    enhancer.omega = np.zeros_like(enhancer.omega)  # every alpha_u = 0
+    zero = Trainer(cfg, tiny, tmp_path / "zero", enhancer, progress=False)
+    zero.fit()
+    for (name, a), (_, b) in zip(
+        plain.model.state_dict().items(), zero.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "bert4rec"])
+def test_trains_on_each_backbone(tiny, home, model):
+    result, directory = train_run(config(model, {**FAST, "llm": False}), tiny, progress=False)
+    assert result["finished"] and 0 <= result["test"]["ndcg@10"] <= 1
+    cost = next((home / "cache" / "tiny" / "llmser").glob("*/cost.json"))
+    assert json.loads(cost.read_text())["llm_users"] == 0
+
+
+def test_ablations_change_the_right_parts(tiny, home, tmp_path):
+    base = LLMSeR({**FAST, "llm": False})
+    base.configure(config(enhancer=base.options))
+    base.prepare(tiny, tmp_path / "llmser")
+    popular = LLMSeR({**FAST, "llm": False, "ablation": "wo_ccg", "pool": "popular"})
+    popular.configure(base.run_config)
+    popular.prepare(tiny, tmp_path / "llmser")
+    assert not np.array_equal(popular.candidates, base.candidates)
+    no_arv = LLMSeR({**FAST, "llm": False, "ablation": "wo_arv", "beta": 0.3})
+    no_arv.configure(base.run_config)
+    no_arv.prepare(tiny, tmp_path / "llmser")
+    alpha = no_arv.compute_alpha(tiny)
+    assert all(np.isclose(a, [0.0, 0.3, 1.0]).any() for a in np.unique(alpha))
+    no_wd = LLMSeR({**FAST, "llm": False, "ablation": "wo_wd", "beta": 0.0})
+    no_wd.configure(base.run_config)
+    no_wd.prepare(tiny, tmp_path / "llmser")
+    np.testing.assert_allclose(no_wd.compute_alpha(tiny), no_wd.omega * (no_wd.omega > 0))
+
+
+def test_real_llm_on_a_handful_of_users(tiny, home, tmp_path):
+    """SmolLM2 in-process on 2 users: answers are grounded to the pool; costs are recorded."""
+    options = {**FAST, "llm_users": 2, "chunk_users": 2, "ablation": "wo_reason", "max_tokens": 24}
+    enhancer = LLMSeR(options)
+    enhancer.configure(config(enhancer=options))
+    started = time.perf_counter()
+    enhancer.prepare(tiny, tmp_path / "llmser")
+    cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
+    assert cost["llm_users"] == 2 and cost["calls"] + cost["cache_hits"] == 4
+    for u in range(2):
+        p = enhancer.pseudo_items[enhancer.pseudo_offsets[u] : enhancer.pseudo_offsets[u + 1]]
+        pool = enhancer.candidates[u]
+        assert len(p) == 12 and set(p.tolist()) <= set(pool.tolist())
+    assert time.perf_counter() - started >= 0  # timings are reported, never asserted
+    assert Path(enhancer.artefact_dir / "chunks").is_dir()
