@@ -243,6 +243,17 @@ def plot(data, path: Path) -> None:
     plt.close(fig)
 
 
+NOTES_MARK = "<!-- hand-written notes below are kept when the report is regenerated -->"
+
+
+def write_report(out: Path, text: str) -> None:
+    """The generated tables, then any hand-written notes already in the file."""
+    notes = ""
+    if out.exists() and NOTES_MARK in out.read_text():
+        notes = out.read_text().split(NOTES_MARK, 1)[1]
+    out.write_text(text + "\n" + NOTES_MARK + notes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -290,8 +301,8 @@ def main() -> None:
                                 ),
                                 flush=True,
                             )
-                        out.write_text(report(args, data_root))
-    out.write_text(report(args, data_root))
+                        write_report(out, report(args, data_root))
+    write_report(out, report(args, data_root))
 
 
 if __name__ == "__main__":
