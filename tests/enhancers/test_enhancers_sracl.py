@@ -20,26 +20,28 @@ from llmseqrec.enhancers.sracl import (
     AttentionSynthesis,
     LlmStageIncomplete,
     SraclOptions,
+    artefact_directory,
     prepare_artefacts,
 )
 from llmseqrec.errors import ConfigError
 from llmseqrec.text.llm import ChatModel, Completion
 from llmseqrec.training.batches import Batch, left_pad
 from llmseqrec.training.config import build_run_config
-from llmseqrec.training.run import train_run
+from llmseqrec.training.run import enhancer_workdir, train_run
 from llmseqrec.training.trainer import build_model
 
 
-def with_markers(base: Dataset, n_users: int) -> Dataset:
-    """The first ``n_users`` of ``base`` with every validation and test item replaced by a new
+def with_markers(base: Dataset, n_users: int, shortest: bool = False) -> Dataset:
+    """The first (or ``shortest``) ``n_users`` of ``base`` with every validation and test item replaced by a new
     item whose text carries a unique marker string."""
     offsets = [0]
     items: list[int] = []
     n = base.n_items
     titles = base.item_text.get_column("title").to_list()
     new_titles = list(titles)
+    chosen = np.argsort(base.lengths, kind="stable")[:n_users] if shortest else range(n_users)
     for user in range(n_users):
-        seq = base.sequence(user).astype(int).tolist()
+        seq = base.sequence(int(chosen[user])).astype(int).tolist()
         valid, test = n + 1, n + 2
         n += 2
         new_titles += [f"ZQXMARKER{user}V gadget", f"ZQXMARKER{user}T gadget"]
@@ -104,7 +106,7 @@ def _assert_no_marker(directory: Path, dataset: Dataset, extra_texts: list[str])
 
 
 def test_planted_markers_reach_no_prompt_summary_or_neighbour_list(tiny, home):
-    dataset = with_markers(tiny, 60)
+    dataset = with_markers(tiny, 30)
     backend = EchoBackend()
     options = SraclOptions(chat={"cache_path": str(home / "responses.sqlite")})
     chat = ChatModel(options_to_config(options), backend=backend)
@@ -131,7 +133,7 @@ def test_planted_markers_reach_no_prompt_summary_or_neighbour_list(tiny, home):
 
 
 def test_raw_text_ablation_makes_no_calls_and_leaks_nothing(tiny, home):
-    dataset = with_markers(tiny, 60)
+    dataset = with_markers(tiny, 30)
     options = SraclOptions(text_source="raw")
     directory = prepare_artefacts(dataset, options, home / "work", progress=False)
     assert not (home / "cache" / "llm").exists()  # no chat model was ever opened
@@ -159,9 +161,10 @@ def options_to_config(options: SraclOptions):
     return ChatConfig.model_validate(options.chat)
 
 
-def test_real_smollm2_stage_on_three_users_leaks_nothing_and_reruns_free(tiny, home):
+@pytest.mark.slow  # ~10 model calls, but loading SmolLM2 + MiniLM takes minutes on busy cores
+def test_real_smollm2_stage_on_two_users_leaks_nothing_and_reruns_free(tiny, home):
     """The real packaged model on a handful of prompts (8 answer tokens each)."""
-    dataset = with_markers(tiny, 3)
+    dataset = with_markers(tiny, 2, shortest=True)
     options = SraclOptions(user_tokens=8, item_tokens=8, k=2, chat={"parallel_slots": 4})
     directory = prepare_artefacts(dataset, options, home / "work", progress=False)
     cost = json.loads((directory / "cost.json").read_text())
@@ -217,6 +220,23 @@ def test_bad_option_is_a_one_line_config_error():
         make_enhancer("sracl", {"nope": 1})
 
 
+def plant_artefacts(dataset: Dataset, options: dict, workdir: Path) -> Path:
+    """Random neighbours in place of the (tested above) text pipeline: training tests stay fast."""
+    directory = artefact_directory(dataset, SraclOptions(**options), workdir)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    k = SraclOptions(**options).k
+    users = rng.integers(0, dataset.n_users, size=(dataset.n_users, k))
+    users[users == np.arange(dataset.n_users)[:, None]] = -1
+    trained = np.unique(dataset.split.train_items)
+    items = np.zeros((dataset.n_items + 1, k), dtype=np.int64)
+    items[trained] = rng.choice(trained, size=(len(trained), k))
+    np.save(directory / "user_neighbours.npy", users)
+    np.save(directory / "item_neighbours.npy", items)
+    (directory / "meta.json").write_text("{}")
+    return directory
+
+
 def _train(home: Path, model: str, **options) -> tuple[dict, Path]:
     config = build_run_config(
         "tiny",
@@ -225,13 +245,15 @@ def _train(home: Path, model: str, **options) -> tuple[dict, Path]:
         protocol="p-cl",
         overrides={
             "backbone": {"max_len": 20},
-            "train": {"epochs": 2, "threads": 1},
+            "train": {"epochs": 1, "threads": 1},
             "enhancer": {"text_source": "raw", "k": 5, **options},
         },
     )
     from llmseqrec.data.prepare import load
 
-    result, directory = train_run(config, load("tiny"), progress=False)
+    dataset = load("tiny")
+    plant_artefacts(dataset, config.enhancer, enhancer_workdir(config, dataset))
+    result, directory = train_run(config, dataset, progress=False)
     return result, directory
 
 
@@ -256,6 +278,7 @@ def test_ablations_switch_losses_and_wo_cl_equals_backbone(home):
         ({"unlearnable": True}, {"cs", "is"}),
     ]:
         enhancer = make_enhancer("sracl", {"text_source": "raw", "k": 5, **options})
+        plant_artefacts(tiny, {"text_source": "raw", "k": 5}, home / "work")
         enhancer.prepare(tiny, home / "work")
         model = enhancer.wrap(_tiny_model(tiny))
         enhancer.bind(tiny, 20, 0)

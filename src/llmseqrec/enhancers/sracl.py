@@ -260,7 +260,8 @@ def run_llm_stage(
         cached = [i for i in range(len(prompts)) if i not in todo]
         if cached:  # served from the cache: zero model calls
             for i, text in zip(
-                cached, chat.generate([prompts[i] for i in cached], params=params, template=template),
+                cached,
+                chat.generate([prompts[i] for i in cached], params=params, template=template),
                 strict=True,
             ):
                 got[i] = text
@@ -301,7 +302,9 @@ def _uncached(chat: Any, prompts: list[str], params: Any, template: str) -> set[
 
     if chat.cache is None:
         return set(range(len(prompts)))
-    parts = CacheKeyParts(chat.backend.name, chat.identity, template, params.model_dump(mode="json"))
+    parts = CacheKeyParts(
+        chat.backend.name, chat.identity, template, params.model_dump(mode="json")
+    )
     keys = [parts.key(p) for p in prompts]
     hits = chat.cache.get_many(keys)
     return {i for i, key in enumerate(keys) if key not in hits}
@@ -359,9 +362,7 @@ def prepare_artefacts(
     else:
         builder = SummaryPrompts(dataset, options, 10**9)
         # Most recent first: the encoder truncates the end of a long text.
-        user_texts = [
-            " ; ".join(reversed(builder.user_history(u))) for u in range(dataset.n_users)
-        ]
+        user_texts = [" ; ".join(reversed(builder.user_history(u))) for u in range(dataset.n_users)]
         item_texts = [builder.item_label(i) for i in items]
         cost = {"calls": 0, "model": None, "backend": None}
     _atomic_json(directory / "user_texts.json", user_texts)
@@ -464,7 +465,9 @@ class SRACL(Enhancer):
 
     @property
     def active(self) -> bool:
-        return (self.opts.use_cs and self.opts.alpha > 0) or (self.opts.use_is and self.opts.beta > 0)
+        return (self.opts.use_cs and self.opts.alpha > 0) or (
+            self.opts.use_is and self.opts.beta > 0
+        )
 
     def prepare(self, dataset: Dataset, workdir: Path) -> None:
         if not self.active:
@@ -487,7 +490,9 @@ class SRACL(Enhancer):
         super().bind(dataset, max_len, seed)
         split = dataset.split
         # Each user's training prefix (last max_len items): the neighbour's sequence.
-        self._train_rows = left_pad(split.train_offsets, split.train_items.astype(np.int64), max_len)
+        self._train_rows = left_pad(
+            split.train_offsets, split.train_items.astype(np.int64), max_len
+        )
 
     def trainable_modules(self) -> list[nn.Module]:
         learnable = self.opts.use_cs and not self.opts.unlearnable and self.active
@@ -549,7 +554,9 @@ class SRACL(Enhancer):
     def state_dict(self) -> dict[str, Any]:
         if self.synthesis is None:
             return {}
-        return {"synthesis": {k: v.detach().clone() for k, v in self.synthesis.state_dict().items()}}
+        return {
+            "synthesis": {k: v.detach().clone() for k, v in self.synthesis.state_dict().items()}
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "synthesis" not in state:
@@ -560,7 +567,9 @@ class SRACL(Enhancer):
             self.synthesis.load_state_dict(state["synthesis"])
 
 
-def info_nce_batch(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce_batch(
+    anchor: torch.Tensor, positive: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Anchor i against every synthesised positive of the batch; row i is the match."""
     logits = anchor @ positive.T / temperature
     return F.cross_entropy(logits, torch.arange(len(anchor)))
