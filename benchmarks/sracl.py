@@ -92,6 +92,8 @@ def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
     }
     if args.epochs:
         overrides["train"]["epochs"] = args.epochs
+    if method == "sracl" and args.cs_sample and options.get("use_cs", True):
+        overrides["enhancer"] = {**options, "cs_sample": args.cs_sample}
     if args.max_minutes:
         overrides["train"]["max_minutes"] = args.max_minutes
     return build_run_config(dataset, model, method, protocol="p-cl", overrides=overrides)
@@ -189,6 +191,19 @@ def _cache_counts(options) -> dict:
     return out
 
 
+def partial_run(config) -> str:
+    """'not run', or how far an unfinished run got (validation only: no test read)."""
+    log = run_directory(config, RUNS) / "log.jsonl"
+    if not log.exists():
+        return "not run"
+    epochs = [json.loads(x) for x in log.read_text().splitlines() if '"epoch"' in x]
+    epochs = [e for e in epochs if e.get("event") == "epoch" and "valid" in e]
+    if not epochs:
+        return "started, no epoch yet"
+    best = max(e["valid"]["ndcg@10"] for e in epochs)
+    return f"unfinished: {len(epochs)} epochs, best valid NDCG@10 {best:.4f}, no test figure"
+
+
 def fmt(values: list[float]) -> str:
     if not values:
         return "—"
@@ -230,7 +245,8 @@ def report(args: argparse.Namespace) -> None:
             paper = PAPER.get(dataset, {}).get(row)
             paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "not in our notes"
             if not results:
-                lines.append(f"| {LABEL[row]} | not run | — | — | — | — | — | {paper_text} |")
+                partial = partial_run(make_config(dataset, row, SEEDS[0], args))
+                lines.append(f"| {LABEL[row]} | {partial} | — | — | — | — | — | {paper_text} |")
                 continue
 
             def get(key: str, results: list[dict] = results) -> list[float]:
@@ -280,6 +296,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200)")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--ablation-text", choices=["llm", "raw"], default="llm")
+    parser.add_argument(
+        "--cs-sample",
+        type=int,
+        default=None,
+        help="SRA-CL: neighbours computed per step (default all k)",
+    )
     parser.add_argument("--llm-stage", action="store_true", help="run only the LLM stage")
     parser.add_argument("--llm-limit", type=int, default=None)
     parser.add_argument("--report-only", action="store_true")

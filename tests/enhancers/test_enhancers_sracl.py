@@ -276,6 +276,7 @@ def test_ablations_switch_losses_and_wo_cl_equals_backbone(home):
         ({"use_cs": False}, {"is"}),
         ({"use_is": False}, {"cs"}),
         ({"unlearnable": True}, {"cs", "is"}),
+        ({"cs_sample": 2}, {"cs", "is"}),
     ]:
         enhancer = make_enhancer("sracl", {"text_source": "raw", "k": 5, **options})
         plant_artefacts(tiny, {"text_source": "raw", "k": 5}, home / "work")
@@ -288,6 +289,8 @@ def test_ablations_switch_losses_and_wo_cl_equals_backbone(home):
         losses = enhancer.extra_loss(model, batch, model.encode(batch.inputs))
         assert set(losses) == names
         assert all(torch.isfinite(v) for v in losses.values())
+        if "cs_sample" in options:  # attention over 2 of the 5 neighbours per step
+            assert enhancer.neighbour_rows(torch.arange(8))[1].shape == (8, 2)
         learnable = "cs" in names and not options.get("unlearnable")
         assert (len(enhancer.trainable_modules()) == 1) == learnable
     none = make_enhancer("sracl", {"use_cs": False, "use_is": False})

@@ -54,6 +54,12 @@ class SraclOptions(BaseModel):
     temperature: float = Field(1.0, gt=0, description="InfoNCE temperature")
     k: int = Field(10, ge=1, description="semantic neighbours per user and per item")
     substitute_ratio: float = Field(0.2, ge=0, le=1, description="share of items substituted")
+    cs_sample: int | None = Field(
+        None,
+        ge=1,
+        description="compute this many of the k neighbours per step (random, attention over "
+        "those); None = all k, as the paper. A compute knob for CPU runs",
+    )
     use_cs: bool = True
     use_is: bool = True
     unlearnable: bool = Field(
@@ -515,6 +521,11 @@ class SRACL(Enhancer):
     def neighbour_rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.user_neighbours is not None and self._train_rows is not None
         nb = torch.from_numpy(self.user_neighbours[users.numpy()])  # [B, k], -1 = none
+        m = self.opts.cs_sample
+        if m is not None and m < nb.shape[1]:
+            # m distinct random neighbour slots per user; attention runs over those only.
+            slots = torch.rand(nb.shape, generator=self.generator).argsort(1)[:, :m]
+            nb = torch.gather(nb, 1, slots)
         valid = nb >= 0
         rows = torch.from_numpy(self._train_rows[np.maximum(nb.numpy(), 0).reshape(-1)])
         # Trim columns that are padding everywhere (cheap for short sequences).
