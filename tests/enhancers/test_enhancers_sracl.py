@@ -303,3 +303,24 @@ def _tiny_model(dataset: Dataset):
         "tiny", model="sasrec", protocol="p-cl", overrides={"backbone": {"max_len": 20}}
     )
     return build_model(config, dataset)
+
+
+def test_wo_cl_trains_exactly_like_the_backbone(home):
+    from llmseqrec.data.prepare import load
+
+    dataset = load("tiny")
+    results = []
+    for method, options in [("none", {}), ("sracl", {"use_cs": False, "use_is": False})]:
+        config = build_run_config(
+            "tiny",
+            model="sasrec",
+            method=method,
+            protocol="p-cl",
+            overrides={
+                "backbone": {"max_len": 20},
+                "train": {"epochs": 1, "threads": 1},
+                "enhancer": options,
+            },
+        )
+        results.append(train_run(config, dataset, progress=False)[0])
+    assert results[0]["test"] == results[1]["test"]
