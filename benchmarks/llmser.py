@@ -93,6 +93,8 @@ def plan(args):
                 for label, method, enhancer in variants(args.llm_users, args.sweeps):
                     if protocol == "p-cl" and label.startswith(("LLM-free M", "LLM-free beta")):
                         continue
+                    if protocol == "p-cl" and label.startswith("LLMSeR (LLM") and not args.pcl_llm:
+                        continue  # its own LLM stage (CE-trained pools): only with --pcl-llm
                     if model != "sasrec" and label.startswith(("LLM-free M", "LLM-free beta")):
                         continue
                     for seed in seeds:
@@ -276,6 +278,7 @@ def main() -> None:
     parser.add_argument("--llm-users", type=int, default=None, help="LLM coverage for LLMSeR rows")
     parser.add_argument("--methods", default=None, help="subset of row labels' methods")
     parser.add_argument("--no-pcl", dest="pcl", action="store_false")
+    parser.add_argument("--pcl-llm", action="store_true", help="also the LLM row under p-cl")
     parser.add_argument("--sweeps", action="store_true", help="M and beta sweeps (LLM-free)")
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
     parser.add_argument("--report-only", action="store_true")

@@ -109,7 +109,7 @@ class LLMSeROptions(BaseModel):
     offline_epochs: int = Field(30, ge=1, description="epochs for the reverse/forward models")
     offline_patience: int = Field(5, ge=1)
     chat: dict[str, Any] = Field(default_factory=dict, description="ChatConfig fields")
-    max_tokens: int | None = Field(None, ge=1, description="answer tokens (default 48 / 128)")
+    max_tokens: int | None = Field(None, ge=1, description="answer tokens (default 48 / 96)")
     chunk_users: int = Field(32, ge=1)
     text_fields: tuple[str, ...] = ("title", "brand", "categories")
     text_chars: int = Field(120, ge=10, description="item text cut to this many characters")
@@ -321,20 +321,46 @@ def answer_items_only(answer: str) -> str:
     return answer
 
 
+REASON_CHARS = 80
+
+
 def snf_schema(reason: bool, n: int) -> dict[str, Any]:
     props: dict[str, Any] = {
         "items": {"type": "array", "items": {"type": "integer"}, "maxItems": n}
     }
     if reason:
-        props = {"reason": {"type": "string"}, **props}
+        props = {"reason": {"type": "string", "maxLength": REASON_CHARS}, **props}
     return {"type": "object", "properties": props, "required": list(props)}
 
 
 def arv_schema(reason: bool) -> dict[str, Any]:
     props: dict[str, Any] = {"item": {"type": "integer"}}
     if reason:
-        props = {"reason": {"type": "string"}, **props}
+        props = {"reason": {"type": "string", "maxLength": REASON_CHARS}, **props}
     return {"type": "object", "properties": props, "required": list(props)}
+
+
+_GBNF_REASON = f'reason ::= "\\"reason\\": \\"" [^"\\\\\\n]{{1,{REASON_CHARS}}} "\\", "\n'
+_GBNF_NUM = "num ::= [1-9] [0-9]?\n"
+
+
+def snf_grammar(reason: bool, n: int) -> str:
+    """Compact JSON (no indentation: half the answer tokens of a JSON-schema answer)."""
+    head = '"{" reason ' if reason else '"{" '
+    rest = f'("," " "? num){{0,{max(n - 1, 0)}}}'
+    root = f'root ::= {head}"\\"items\\": [" num {rest} "]}}"\n'
+    return root + (_GBNF_REASON if reason else "") + _GBNF_NUM
+
+
+def arv_grammar(reason: bool) -> str:
+    head = '"{" reason ' if reason else '"{" '
+    root = f'root ::= {head}"\\"item\\": " num "}}"\n'
+    return root + (_GBNF_REASON if reason else "") + _GBNF_NUM
+
+
+def constraint(backend: str, schema: dict[str, Any], grammar: str) -> dict[str, Any]:
+    """llama.cpp in-process: a GBNF grammar; other backends: the JSON schema."""
+    return {"grammar": grammar} if backend == "llamacpp" else {"json_schema": schema}
 
 
 # ---------------------------------------------------------------- enhancer
@@ -590,17 +616,17 @@ class LLMSeR(Enhancer):
         histories = [split.train_sequence(int(u)) for u in users]
         pools = [c[c > 0] for c in candidates[users]]
         reason = o.ablation != "wo_reason"
-        max_tokens = o.max_tokens or (128 if reason else 48)
+        max_tokens = o.max_tokens or (96 if reason else 48)
         stats = GroundingStats()
         grounder = Grounder(texts, self._encoder() if use_llm else None, stats=stats)
         chat = self._chat() if use_llm else None
 
-        def ask(prompts: list[str], template: Any, schema: dict[str, Any]) -> list[str | None]:
+        def ask(prompts: list[str], template: Any, shape: dict[str, Any]) -> list[str | None]:
             if not prompts:
                 return []
             before = chat.usage.as_dict() if hasattr(chat.usage, "as_dict") else {}
             started = time.perf_counter()
-            params = GenerationParams(max_tokens=max_tokens, json_schema=schema)
+            params = GenerationParams(max_tokens=max_tokens, **shape)
             try:
                 answers: list[str | None] = list(
                     chat.generate(prompts, params=params, template=template.id)
@@ -639,7 +665,21 @@ class LLMSeR(Enhancer):
                 )
                 prompts.append(prompt)
                 index.append(i)
-            answers = dict(zip(index, ask(prompts, template, snf_schema(reason, m)), strict=True))
+            answers = dict(
+                zip(
+                    index,
+                    ask(
+                        prompts,
+                        template,
+                        constraint(
+                            getattr(chat.backend, "name", ""),
+                            snf_schema(reason, m),
+                            snf_grammar(reason, m),
+                        ),
+                    ),
+                    strict=True,
+                )
+            )
         for i, pool in enumerate(pools):
             if llm_snf:
                 counters["snf_users"] += 1
@@ -688,7 +728,21 @@ class LLMSeR(Enhancer):
                 )
                 prompts.append(prompt)
                 index.append(i)
-            answers = dict(zip(index, ask(prompts, template, arv_schema(reason)), strict=True))
+            answers = dict(
+                zip(
+                    index,
+                    ask(
+                        prompts,
+                        template,
+                        constraint(
+                            getattr(chat.backend, "name", ""),
+                            arv_schema(reason),
+                            arv_grammar(reason),
+                        ),
+                    ),
+                    strict=True,
+                )
+            )
             for i in index:
                 counters["arv_users"] += 1
                 cands = verify[i][verify[i] > 0]
