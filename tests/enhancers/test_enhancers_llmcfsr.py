@@ -17,7 +17,7 @@ from llmseqrec.errors import ConfigError
 from llmseqrec.models.registry import build_backbone
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.recommender import Recommender
-from llmseqrec.training.run import train_run
+from llmseqrec.training.run import Run, train_run
 
 torch.set_num_threads(1)
 
@@ -252,8 +252,10 @@ def test_llmcfsr_end_to_end_with_fine_tuning_and_sampled_ranking(home):
             },
         },
     )
-    result, _ = train_run(config, data, progress=False)
+    result, directory = train_run(config, data, progress=False)
     assert result["finished"] and 0 <= result["test"]["ndcg@10"] <= 1
+    run = Run.load(directory, data)  # rebuilt from the cached embeddings, no re-fine-tuning
+    assert len(run.recommend(user=data.user_ids[0], k=5)) == 5
     assert list((home / "cache" / "tiny" / "semantic").glob("semantic-*/embeddings.npy"))
 
 
