@@ -77,6 +77,8 @@ from llmseqrec.training.batches import Batch, left_pad
 
 log = logging.getLogger(__name__)
 
+# Bump when prompts, grammars or the chunk format change: cached chunks are then not reused.
+STAGE_VERSION = 1
 ABLATIONS = ("none", "wo_ccg", "wo_snf", "wo_arv", "wo_rcs", "wo_reason", "wo_wd")
 
 
@@ -408,6 +410,7 @@ class LLMSeR(Enhancer):
     def _stage_payload(self, dataset: Dataset) -> dict[str, Any]:
         o = self.opts
         return {
+            "version": STAGE_VERSION,
             "models": self._model_payload(dataset),
             "n": o.n_candidates,
             "m": o.n_pseudo,
