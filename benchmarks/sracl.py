@@ -66,16 +66,21 @@ LABEL = {
 }
 
 
-def row_spec(row: str, ablation_text: str) -> tuple[str, str, dict]:
+def row_spec(row: str, ablation_text: str, raw_user: str = "concat") -> tuple[str, str, dict]:
     """(model, method, enhancer options)."""
-    text = {"text_source": "raw"} if ablation_text == "raw" else dict(LLM)
+    raw = (
+        {"text_source": "raw"}
+        if raw_user == "concat"
+        else {"text_source": "raw", "raw_user": raw_user}
+    )
+    text = raw if ablation_text == "raw" else dict(LLM)
     return {
         "sasrec": ("sasrec", "none", {}),
         "gru4rec": ("gru4rec", "none", {}),
         "cl4srec": ("sasrec", "cl4srec", {}),
         "duorec": ("sasrec", "duorec", {}),
         "sracl": ("sasrec", "sracl", dict(LLM)),
-        "sracl-raw": ("sasrec", "sracl", {"text_source": "raw"}),
+        "sracl-raw": ("sasrec", "sracl", raw),
         "sracl-wo-cs": ("sasrec", "sracl", {**text, "use_cs": False}),
         "sracl-wo-is": ("sasrec", "sracl", {**text, "use_is": False}),
         "sracl-unlearnable": ("sasrec", "sracl", {**text, "unlearnable": True}),
@@ -84,7 +89,7 @@ def row_spec(row: str, ablation_text: str) -> tuple[str, str, dict]:
 
 
 def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
-    model, method, options = row_spec(row, args.ablation_text)
+    model, method, options = row_spec(row, args.ablation_text, args.raw_user)
     overrides = {
         "backbone": {"max_len": 20},
         "train": {"seed": seed, "threads": 1},
@@ -301,6 +306,12 @@ def main() -> None:
         type=int,
         default=None,
         help="SRA-CL: neighbours computed per step (default all k)",
+    )
+    parser.add_argument(
+        "--raw-user",
+        choices=["concat", "mean"],
+        default="concat",
+        help="raw-text rows: embed the concatenated history, or average its item embeddings",
     )
     parser.add_argument("--llm-stage", action="store_true", help="run only the LLM stage")
     parser.add_argument("--llm-limit", type=int, default=None)

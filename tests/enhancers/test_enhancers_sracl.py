@@ -139,6 +139,11 @@ def test_raw_text_ablation_makes_no_calls_and_leaks_nothing(tiny, home):
     assert not (home / "cache" / "llm").exists()  # no chat model was ever opened
     _assert_no_marker(directory, dataset, [])
     assert json.loads((directory / "cost.json").read_text())["calls"] == 0
+    mean = prepare_artefacts(
+        dataset, SraclOptions(text_source="raw", raw_user="mean"), home / "work", progress=False
+    )
+    assert mean != directory
+    _assert_no_marker(mean, dataset, [])
 
 
 def test_llm_limit_stops_with_coverage_and_resumes(tiny, home):

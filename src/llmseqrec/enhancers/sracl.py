@@ -68,6 +68,11 @@ class SraclOptions(BaseModel):
     text_source: Literal["llm", "raw"] = Field(
         "llm", description="llm summaries, or the raw item / history text (ablation)"
     )
+    raw_user: Literal["concat", "mean"] = Field(
+        "concat",
+        description="raw-text ablation: embed the concatenated history text, or average the "
+        "history items' text embeddings (much cheaper on CPU)",
+    )
     item_sequences: int = Field(10, ge=0, description="training sequences per item prompt")
     sequence_window: int = Field(2, ge=1, description="items either side of the item")
     text_chars: int = Field(80, ge=10, description="item text clipped to this many characters")
@@ -88,6 +93,8 @@ class SraclOptions(BaseModel):
     def artefact_options(self) -> dict[str, Any]:
         """The options that change the offline artefacts (training options do not)."""
         keys = ["text_source", "k", "text_chars"]
+        if self.text_source == "raw":
+            keys.append("raw_user")
         if self.text_source == "llm":
             keys += ["item_sequences", "sequence_window", "user_tokens", "item_tokens"]
         out = {key: getattr(self, key) for key in keys}
@@ -375,8 +382,15 @@ def prepare_artefacts(
     _atomic_json(directory / "item_texts.json", dict(zip(map(str, items), item_texts, strict=True)))
     encoder = SentenceEncoder(options.encoder)
     embed_start = time.perf_counter()
-    user_vectors = encoder.encode(user_texts, progress=progress)
     item_vectors = encoder.encode(item_texts, progress=progress)
+    if options.text_source == "raw" and options.raw_user == "mean":
+        # Mean of the training items' text embeddings (the same items the concat text lists).
+        table = np.zeros((dataset.n_items + 1, item_vectors.shape[1]), dtype=np.float32)
+        table[items] = item_vectors
+        sums = np.add.reduceat(table[split.train_items], split.train_offsets[:-1], axis=0)
+        user_vectors = sums / np.diff(split.train_offsets)[:, None]
+    else:
+        user_vectors = encoder.encode(user_texts, progress=progress)
     embed_seconds = time.perf_counter() - embed_start
     k = options.k
     user_idx, _ = topk_neighbours(user_vectors, min(k, max(dataset.n_users - 1, 1)))
