@@ -160,39 +160,59 @@ def coverage(dataset_name: str) -> dict | None:
     for name in ("cost.json", "llm_cost.json"):
         if (directory / name).exists():
             info[name] = json.loads((directory / name).read_text())
-    info.update(_cache_counts(options))
+    info.update(_cache_counts(dataset, options))
     return info
 
 
-def _cache_counts(options) -> dict:
-    """Answers in the response cache per template with these generation settings."""
+def _cache_counts(dataset, options) -> dict:
+    """This dataset's summaries in the response cache (keys rebuilt from its prompts; no model
+    is loaded): answers held, tokens, model seconds, against the number of prompts."""
     import sqlite3
 
-    from llmseqrec.text.cache import default_cache_path
+    from llmseqrec.enhancers.sracl import build_prompts
+    from llmseqrec.text import GenerationParams
+    from llmseqrec.text.cache import CacheKeyParts, default_cache_path
 
     path = default_cache_path()
     if not path.exists():
         return {}
-    out = {}
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        for template, tokens in (
-            ("user_summary@v1", options.user_tokens),
-            ("item_summary@v1", options.item_tokens),
+        models = conn.execute(
+            "SELECT DISTINCT backend, model FROM responses WHERE template = 'item_summary@v1'"
+        ).fetchall()
+        if not models:
+            return {}
+        user_prompts, _, item_prompts, _ = build_prompts(dataset, options, 2048)
+        out = {}
+        for template, prompts, tokens in (
+            ("item_summary@v1", item_prompts, options.item_tokens),
+            ("user_summary@v1", user_prompts, options.user_tokens),
         ):
-            rows = conn.execute(
-                "SELECT params, tokens_in, tokens_out, seconds, model, backend FROM responses "
-                "WHERE template = ?",
-                (template,),
-            ).fetchall()
-            rows = [r for r in rows if json.loads(r[0]).get("max_tokens") == tokens]
-            out[template] = {
-                "answers": len(rows),
-                "tokens_in": sum(r[1] for r in rows),
-                "tokens_out": sum(r[2] for r in rows),
-                "model_seconds": round(sum(r[3] for r in rows), 1),
-                "model": rows[0][4] if rows else None,
-                "backend": rows[0][5] if rows else None,
-            }
+            params = GenerationParams(max_tokens=tokens, temperature=0.0).model_dump(mode="json")
+            best = None
+            for backend, model in models:
+                parts = CacheKeyParts(backend, model, template, params)
+                keys = [parts.key(p) for p in prompts]
+                rows = []
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += conn.execute(
+                        f"SELECT tokens_in, tokens_out, seconds FROM responses WHERE key IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                found = {
+                    "prompts": len(prompts),
+                    "answers": len(rows),
+                    "tokens_in": sum(r[0] for r in rows),
+                    "tokens_out": sum(r[1] for r in rows),
+                    "model_seconds": round(sum(r[2] for r in rows), 1),
+                    "model": model,
+                    "backend": backend,
+                }
+                if best is None or found["answers"] > best["answers"]:
+                    best = found
+            out[template] = best
     return out
 
 
@@ -273,14 +293,14 @@ def report(args: argparse.Namespace) -> None:
                 "",
             ]
             lines += [
-                "| template | answers in cache | prompt tokens | answer tokens | model seconds | model |",
+                "| template | answers in cache / prompts | prompt tokens | answer tokens | model seconds (summed over parallel slots) | model |",
                 "|---|---|---|---|---|---|",
             ]
             for template in ("item_summary@v1", "user_summary@v1"):
                 c = cov.get(template)
                 if c:
                     lines.append(
-                        f"| {template} | {c['answers']} | {c['tokens_in']} | {c['tokens_out']} | "
+                        f"| {template} | {c['answers']} / {c['prompts']} | {c['tokens_in']} | {c['tokens_out']} | "
                         f"{c['model_seconds']} | {c['model']} ({c['backend']}) |"
                     )
             for name in ("cost.json", "llm_cost.json"):
