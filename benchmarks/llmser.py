@@ -128,6 +128,23 @@ def stage_cost(dataset, data, enhancer, protocol, epochs):
     return json.loads(path.read_text()) if path.exists() else None, path
 
 
+def chunk_totals(stage_dir: Path) -> dict | None:
+    """What the (possibly still running) LLM stage has finished: its llm-*.npz chunks."""
+    files = sorted((stage_dir / "chunks").glob("llm-*.npz"))
+    if not files:
+        return None
+    totals: dict = {"llm_users": 0, "chunks": len(files)}
+    omegas = []
+    for path in files:
+        data = np.load(path)
+        totals["llm_users"] += len(data["users"])
+        omegas.append(data["omega"])
+        for key, value in json.loads(str(data["counters"])).items():
+            totals[key] = totals.get(key, 0) + value
+    totals["mean_omega"] = float(np.concatenate(omegas).mean())
+    return totals
+
+
 def fmt(values):
     v = np.asarray(values)
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
@@ -239,10 +256,14 @@ def report(args, datasets) -> str:
         cost, path = stage_cost(
             dataset, datasets[dataset], llmser_options(args.llm_users), "p-s100", args.epochs
         )
-        full, _ = stage_cost(
-            dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
-        )
-        for name, c in (("this table's runs", cost), ("full stage (background)", full)):
+        full = chunk_totals(path.parent)
+        if full is not None:
+            full["users"] = datasets[dataset].n_users
+            full["coverage"] = full["llm_users"] / full["users"]
+        for name, c in (
+            ("this table's runs", cost),
+            ("LLM chunks on disk (full stage, may still run)", full),
+        ):
             if c is None:
                 lines.append(f"- {dataset}, {name}: no artefact yet.")
                 continue
