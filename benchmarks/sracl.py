@@ -101,6 +101,8 @@ def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
         overrides["enhancer"] = {**options, "cs_sample": args.cs_sample}
     if args.max_minutes:
         overrides["train"]["max_minutes"] = args.max_minutes
+    if args.patience:
+        overrides["train"]["patience"] = args.patience
     return build_run_config(dataset, model, method, protocol="p-cl", overrides=overrides)
 
 
@@ -320,6 +322,9 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, help="override: these seeds for every row")
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200)")
     parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument(
+        "--patience", type=int, default=None, help="early-stop patience (default 10)"
+    )
     parser.add_argument("--ablation-text", choices=["llm", "raw"], default="llm")
     parser.add_argument(
         "--cs-sample",
