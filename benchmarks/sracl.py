@@ -239,6 +239,46 @@ def fmt(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
+def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | None]:
+    cap = f"epoch cap {args.epochs or 200}, early-stop patience {args.patience or 10}"
+    lines = [
+        f"**{cap}**",
+        "",
+        "| row | seeds | epochs run (best) | HR@10 | NDCG@10 | HR@20 | NDCG@20 | paper HR@10 / NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    proto = None
+    for row in ALL_ROWS:
+        results, seeds = [], []
+        for seed in SEEDS:
+            try:
+                config = make_config(dataset, row, seed, args)
+            except ConfigError:
+                continue
+            result = read_result(config)
+            if result:
+                results.append(result)
+                seeds.append(seed)
+                proto = proto or result["protocol"]
+        paper = PAPER.get(dataset, {}).get(row)
+        paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "not in our notes"
+        if not results:
+            partial = partial_run(make_config(dataset, row, SEEDS[0], args))
+            lines.append(f"| {LABEL[row]} | {partial} | — | — | — | — | — | {paper_text} |")
+            continue
+
+        def get(key: str, results: list[dict] = results) -> list[float]:
+            return [r["test"][key] for r in results]
+
+        epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for r in results)
+        lines.append(
+            f"| {LABEL[row]} | {','.join(map(str, seeds))} | {epochs} | {fmt(get('hr@10'))} | "
+            f"{fmt(get('ndcg@10'))} | {fmt(get('hr@20'))} | {fmt(get('ndcg@20'))} | {paper_text} |"
+        )
+    lines.append("")
+    return lines, proto
+
+
 def report(args: argparse.Namespace) -> None:
     lines = [
         "# SRA-CL, CL4SRec, DuoRec (protocol P-CL)",
@@ -246,45 +286,21 @@ def report(args: argparse.Namespace) -> None:
         f"Written {date.today().isoformat()} by `benchmarks/sracl.py` from the finished runs under "
         "`runs/`. Every figure: leave-one-out, full ranking over all items, history NOT masked, "
         "max len 20, d=64, 2 layers, 2 heads, dropout 0.5, Adam lr 1e-3, batch 256, CE loss, "
-        "selection on validation NDCG@10 (patience 10); test read once per run. "
+        "selection on validation NDCG@10 (patience as stated per table); test read once per run. "
         "Mean ± sample sd over the seeds listed. Machine: 2 shared CPU cores, no GPU.",
         "",
     ]
+    import copy
+
     for dataset in args.datasets_all:
         lines += [f"## {dataset}", ""]
-        lines += [
-            "| row | seeds | epochs run (best) | HR@10 | NDCG@10 | HR@20 | NDCG@20 | paper HR@10 / NDCG@10 |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
         proto = None
-        for row in ALL_ROWS:
-            results, seeds = [], []
-            for seed in SEEDS:
-                try:
-                    config = make_config(dataset, row, seed, args)
-                except ConfigError:
-                    continue
-                result = read_result(config)
-                if result:
-                    results.append(result)
-                    seeds.append(seed)
-                    proto = proto or result["protocol"]
-            paper = PAPER.get(dataset, {}).get(row)
-            paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "not in our notes"
-            if not results:
-                partial = partial_run(make_config(dataset, row, SEEDS[0], args))
-                lines.append(f"| {LABEL[row]} | {partial} | — | — | — | — | — | {paper_text} |")
-                continue
-
-            def get(key: str, results: list[dict] = results) -> list[float]:
-                return [r["test"][key] for r in results]
-
-            epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for r in results)
-            lines.append(
-                f"| {LABEL[row]} | {','.join(map(str, seeds))} | {epochs} | {fmt(get('hr@10'))} | "
-                f"{fmt(get('ndcg@10'))} | {fmt(get('hr@20'))} | {fmt(get('ndcg@20'))} | {paper_text} |"
-            )
-        lines.append("")
+        for epochs_cap, patience in args.settings:
+            setting = copy.copy(args)
+            setting.epochs, setting.patience = epochs_cap, patience
+            table, found = _table(dataset, setting)
+            lines += table
+            proto = proto or found
         if proto:
             lines += [f"Protocol line (first finished run): `{proto}`", ""]
         cov = coverage(dataset)
@@ -341,10 +357,21 @@ def main() -> None:
     parser.add_argument("--llm-stage", action="store_true", help="run only the LLM stage")
     parser.add_argument("--llm-limit", type=int, default=None)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="report tables for these epoch-cap:patience pairs, e.g. 20:10,40:40 "
+        "(default: the --epochs/--patience given)",
+    )
     parser.add_argument("--notes", default="", help="file whose text is appended to the report")
     args = parser.parse_args()
     datasets = args.datasets.split(",")
     args.datasets_all = DATASETS
+    args.settings = (
+        [tuple(int(x) for x in pair.split(":")) for pair in args.settings.split(",")]
+        if args.settings
+        else [(args.epochs, args.patience)]
+    )
     notes_file = Path(args.notes) if args.notes else None
     args.notes = notes_file.read_text() if notes_file and notes_file.exists() else ""
     if args.llm_stage:
