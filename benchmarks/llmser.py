@@ -124,7 +124,9 @@ def stage_cost(dataset, data, enhancer, protocol, epochs):
     config = make_config(dataset, "sasrec", "llmser", enhancer, protocol, SEEDS[0], epochs)
     helper = LLMSeR(enhancer)
     helper.configure(config)
-    path = helper.stage_dir(data, enhancer_workdir(config, data)) / "cost.json"
+    upto = data.n_users if enhancer.get("llm_users") is None else enhancer["llm_users"]
+    upto = 0 if enhancer.get("llm") is False else min(upto, data.n_users)
+    path = helper.stage_dir(data, enhancer_workdir(config, data)) / f"cost-llm{upto}.json"
     return json.loads(path.read_text()) if path.exists() else None, path
 
 

@@ -564,6 +564,8 @@ class LLMSeR(Enhancer):
         if self.opts.llm and self.chat_model is not None:
             cost["chat_model"] = getattr(self.chat_model, "identity", "?")
         atomic_write_json(directory / "cost.json", cost)
+        # runs with different LLM coverage share the stage directory: keep each one's figures
+        atomic_write_json(directory / f"cost-llm{llm_upto}.json", cost)
         self.cost = cost
 
     # ---------------------------------------------------------------- chunk
