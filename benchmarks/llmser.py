@@ -160,6 +160,21 @@ def report(args, datasets) -> str:
         "(CPU, 2 shared cores). Test metrics of the checkpoint selected on validation NDCG@10.",
         "mean ± std over the seeds listed. Rows that did not run say so.",
         "",
+        f"This report was written for: datasets {', '.join(args.datasets)}; models "
+        f"{', '.join(args.models)}; SASRec seeds {SEEDS[: args.seeds]}; training epochs "
+        f"{'capped at ' + str(args.epochs) if args.epochs else 'protocol default (early stopping)'}; "
+        f"LLMSeR LLM coverage {args.llm_users if args.llm_users is not None else 'all'} users. "
+        "The full grid is `python benchmarks/llmser.py --sweeps` after the LLM stage "
+        "(`python benchmarks/llmser.py --stage <dataset>`, per dataset) has finished.",
+        "",
+        "Variants: *None* = plain backbone; *ASReP* = reverse-pretrained pseudo-prior items "
+        "(top-1 chain, M=15, users with < 18 training items) and fine-tuning from the reverse "
+        "weights; *LLMSeR (LLM for first K users)* = the full method for users 0..K-1 (SNF and ARV "
+        "by the chat model) and the LLM-free path for the rest; *LLMSeR LLM-free* = CCG top-M as "
+        "pseudo items (the paper's w/o SNF) and the forward model's top-1 as the ARV pick. CCG/ARV "
+        "offline models: SASRec (same protocol) for every backbone. User groups: training-prefix "
+        "length.",
+        "",
     ]
     figure_rows = {}
     reading = []
