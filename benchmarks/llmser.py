@@ -299,7 +299,37 @@ def report(args, datasets) -> str:
                 f"{c['mean_omega']:.3f}. Ran on: CPU (packaged SmolLM2-135M Q4_1, llama.cpp). "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
+    cached = cached_answers()
+    if cached:
+        lines += [
+            "",
+            "Answers in the response cache from LLMSeR prompt templates (all datasets):",
+            "",
+        ]
+        lines += ["| template | answers | mean tokens in / out | mean model s per answer |"]
+        lines += ["|---|---:|---|---:|"]
+        for template, n, tin, tout, sec in cached:
+            lines.append(f"| {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
+        lines += [
+            "",
+            "Model seconds are per answer with 8 llama.cpp slots decoding together on 2 CPU cores",
+            "shared with other jobs (load average 8-15 while this ran): wall time per answer is",
+            "roughly model seconds / 8.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def cached_answers() -> list[tuple]:
+    import sqlite3
+
+    path = Path(os.environ["LLMSEQREC_HOME"]) / "cache" / "llm" / "responses.sqlite"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT template, COUNT(*), AVG(tokens_in), AVG(tokens_out), AVG(seconds) "
+            "FROM responses WHERE template LIKE 'llmser_%' GROUP BY template"
+        ).fetchall()
 
 
 def plot_groups(rows) -> None:
