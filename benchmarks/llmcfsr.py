@@ -88,6 +88,50 @@ def fmt(values: np.ndarray) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
+def view_check(dataset_name: str, data_root: Path, n: int = 512) -> dict:
+    """Held views of ``n`` items: top-1 retrieval of the other view of the same item, with the
+    raw and the fine-tuned encoder (cached in the semantic directory)."""
+    import torch
+
+    from llmseqrec.enhancers import llmcfsr_finetune as ft
+
+    data = prepare(preset_spec(dataset_name, data_root), dataset_name)
+    options = ft.FinetuneOptions()
+    directory = (
+        paths.cache_root()
+        / dataset_name
+        / "semantic"
+        / f"semantic-{ft.artefact_hash(data, options)}"
+    )
+    out_path = directory / "view_check.json"
+    if out_path.exists():
+        return json.loads(out_path.read_text())
+    attrs = ft.item_attributes(data)
+    rng = np.random.default_rng(2024)
+    items = rng.choice(np.arange(1, data.n_items + 1), n, replace=False)
+    view_rng = np.random.default_rng(7)  # not the training views' streams
+    a = [ft.attribute_view(attrs[i], view_rng, 0.4) for i in items]
+    b = [ft.attribute_view(attrs[i], view_rng, 0.4) for i in items]
+    result = {"items": n}
+    tok, model = ft.load_encoder(None)
+    for name in ("raw", "fine-tuned"):
+        if name == "fine-tuned":
+            state = torch.load(directory / "checkpoint.pt", weights_only=True)
+            model.load_state_dict(state["weights"], strict=False)
+        model.eval()
+        with torch.no_grad():
+            va = torch.nn.functional.normalize(ft.mean_pool(model, tok, a, 32), dim=-1)
+            vb = torch.nn.functional.normalize(ft.mean_pool(model, tok, b, 32), dim=-1)
+        sim = va @ vb.T
+        result[name] = {
+            "top1": float((sim.argmax(1) == torch.arange(n)).float().mean()),
+            "same_item_cos": float(sim.diagonal().mean()),
+            "other_item_cos": float((sim.sum() - sim.diagonal().sum()) / (n * n - n)),
+        }
+    out_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def timing_lines(datasets) -> list[str]:
     lines = [
         "## Semantic embedding stage (fine-tuning and embedding time)",
@@ -112,6 +156,17 @@ def timing_lines(datasets) -> list[str]:
             found = True
     if not found:
         lines.append("| - | not run yet | | | | | | | |")
+    for dataset in datasets:
+        for check in sorted((paths.cache_root() / dataset / "semantic").glob("*/view_check.json")):
+            c = json.loads(check.read_text())
+            lines += [
+                "",
+                f"View check on {dataset} ({c['items']} random items, fresh views): top-1 retrieval "
+                "of an item's other view / mean cosine same item / other items: raw "
+                f"{c['raw']['top1']:.3f} / {c['raw']['same_item_cos']:.3f} / "
+                f"{c['raw']['other_item_cos']:.3f}; fine-tuned {c['fine-tuned']['top1']:.3f} / "
+                f"{c['fine-tuned']['same_item_cos']:.3f} / {c['fine-tuned']['other_item_cos']:.3f}.",
+            ]
     lines += [
         "",
         "Fine-tuning options (defaults): 1 epoch over all items, batch 64 (63 in-batch negatives), "
@@ -268,6 +323,9 @@ def main() -> None:
         "--esr-sim-per-step", type=int, default=None, help="LLM-ESR neighbours per step (10)"
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--view-check", action="store_true", help="held-view retrieval, raw vs fine-tuned encoder"
+    )
     args = parser.parse_args()
     args.datasets = args.datasets.split(",")
     args.protocols = args.protocols.split(",")
@@ -277,6 +335,9 @@ def main() -> None:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
     data_root = Path(args.data)
     out = RESULTS / "llmcfsr.md"
+    if args.view_check:
+        for dataset in args.datasets:
+            print(dataset, view_check(dataset, data_root), flush=True)
     if not args.report_only:
         for dataset in args.datasets:
             data = prepare(preset_spec(dataset, data_root), dataset)
