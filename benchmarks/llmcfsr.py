@@ -174,7 +174,8 @@ def timing_lines(datasets) -> list[str]:
         "InfoNCE (cosine / 0.05, symmetric), AdamW 5e-5 with 10% warm-up, top 2 of MiniLM's 6 "
         "layers trained, token embeddings frozen; items embedded from their canonical text "
         "(all fields, <= 64 tokens, length-sorted batches), 1 torch thread, niced, on a 2-core "
-        "machine shared with other jobs (load ~4-9): wall times are upper bounds.",
+        "machine shared with other jobs (load average 9-16 during these runs; the raw and "
+        "fine-tuned passes overlapped): wall times are upper bounds.",
         "",
     ]
     return lines
