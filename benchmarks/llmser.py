@@ -59,7 +59,13 @@ def variants(llm_users: int | None, sweeps: bool) -> list[tuple[str, str, dict]]
     rows = [
         ("None", "none", {}),
         ("ASReP", "asrep", {"offline_model": "sasrec"}),
-        (f"LLMSeR (LLM for first {llm_users} users)", "llmser", llmser_options(llm_users)),
+        (
+            f"LLMSeR (LLM for first {llm_users} users)"
+            if llm_users is not None
+            else "LLMSeR (LLM for all users)",
+            "llmser",
+            llmser_options(llm_users),
+        ),
         ("LLMSeR LLM-free (CCG top-M, fwd top-1)", "llmser", llmser_options(None, llm=False)),
     ]
     if sweeps:
@@ -259,6 +265,32 @@ def report(args, datasets) -> str:
             lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + " |")
         lines += ["", "![user groups](llmser_groups.png)", ""]
         plot_groups(figure_rows)
+    missing = [d for d in DATASETS if d not in args.datasets]
+    lines += [
+        "## Paper Table 1 (Yelp, SASRec, `p-s100`)",
+        "",
+        "None .7334 / .4769, LLMSeR .7558 / .4950 (HR@10 / NDCG@10)"
+        + (
+            "; Yelp was not run for this report."
+            if "yelp" not in args.datasets
+            else "; our Yelp rows are in the table above."
+        ),
+        "",
+    ]
+    if missing or args.seeds < 3 or len(args.models) < 3 or not args.sweeps:
+        lines += ["## Not run for this report", ""]
+        if missing:
+            lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
+        if len(args.models) < 3:
+            lines.append("- GRU4Rec / BERT4Rec rows (`--models sasrec,gru4rec,bert4rec`).")
+        if args.seeds < 3:
+            lines.append(f"- SASRec seeds {SEEDS[args.seeds :]} (`--seeds 3`).")
+        if not args.sweeps:
+            lines.append(
+                "- M and beta sweeps (`--sweeps`); the ablation rows w/o CCG/ARV/RCS/Reason/WD."
+            )
+        lines.append("- rows marked 'not run' above, including unfinished (paused) runs.")
+        lines.append("")
     lines += ["## Reading (computed from the rows above)", ""]
     lines += reading or ["- no pair of finished runs to compare yet."]
     lines += [
@@ -277,12 +309,25 @@ def report(args, datasets) -> str:
         if full is not None:
             full["users"] = datasets[dataset].n_users
             full["coverage"] = full["llm_users"] / full["users"]
+        free, free_path = stage_cost(
+            dataset, datasets[dataset], llmser_options(None, llm=False), "p-s100", args.epochs
+        )
+        if free is not None:
+            lines.append(
+                f"- {dataset}, LLM-free stage (CCG pools, ARV by the forward model, MiniLM omega): "
+                f"{free['prepare_wall_seconds_this_call']:.0f} s wall for {free['users']} users "
+                f"(CCG scoring {free['ccg_seconds']:.0f} s; offline SASRec models trained once, "
+                f"cached); mean pseudo items {free['mean_pseudo_items']:.1f}, mean omega "
+                f"{free['mean_omega']:.3f}. `{free_path.parent.relative_to(ROOT)}`"
+            )
         for name, c in (
             ("this table's runs", cost),
             ("LLM chunks on disk (full stage, may still run)", full),
         ):
             if c is None:
-                lines.append(f"- {dataset}, {name}: no artefact yet.")
+                lines.append(
+                    f"- {dataset}, {name}: no finished LLM chunk ({STAGE['chunk_users']} users)."
+                )
                 continue
             asked = c.get("calls", 0) + c.get("cache_hits", 0)
             lines.append(
@@ -310,6 +355,16 @@ def report(args, datasets) -> str:
         lines += ["|---|---:|---|---:|"]
         for template, n, tin, tout, sec in cached:
             lines.append(f"| {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
+        per_answer = sum(row[1] * row[4] for row in cached) / sum(row[1] for row in cached) / 8
+        for dataset in args.datasets:
+            users = datasets[dataset].n_users
+            lines.append(
+                f"\nAt that rate (about {per_answer:.0f} s wall per answer) the full stage on "
+                f"{dataset} ({users} users x 2 calls) would take about "
+                f"{users * 2 * per_answer / 3600:.0f} hours on this machine."
+            )
+        lines += ["", "Sample answers (as cached):", ""]
+        lines += [f"- `{a}`" for a in sample_answers()]
         lines += [
             "",
             "Model seconds are per answer with 8 llama.cpp slots decoding together on 2 CPU cores",
@@ -330,6 +385,17 @@ def cached_answers() -> list[tuple]:
             "SELECT template, COUNT(*), AVG(tokens_in), AVG(tokens_out), AVG(seconds) "
             "FROM responses WHERE template LIKE 'llmser_%' GROUP BY template"
         ).fetchall()
+
+
+def sample_answers(n: int = 4) -> list[str]:
+    import sqlite3
+
+    path = Path(os.environ["LLMSEQREC_HOME"]) / "cache" / "llm" / "responses.sqlite"
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT DISTINCT response FROM responses WHERE template LIKE 'llmser_%' LIMIT ?", (n,)
+        ).fetchall()
+    return [r[0].replace("`", "'") for r in rows]
 
 
 def plot_groups(rows) -> None:
