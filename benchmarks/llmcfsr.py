@@ -260,7 +260,13 @@ def report(args, data_root: Path) -> str:
             lines += [
                 f"## {dataset} under `{protocol}` ({args.model})",
                 "",
-                f"Protocol: {protocol_line(first, meta, seeds=None)}",
+                f"Protocol: {protocol_line(first, meta, seeds=None)}"
+                + (f"; epochs capped at {args.epochs}" if args.epochs else "")
+                + (
+                    f"; LLM-ESR sim_users_per_step {args.esr_sim_per_step}"
+                    if args.esr_sim_per_step
+                    else ""
+                ),
                 f"{groups}",
                 "",
                 f"| row | {metric} | ndcg@10 | tail-item ndcg@10 | head-item ndcg@10 | short-user ndcg@10 | seeds | notes |",
