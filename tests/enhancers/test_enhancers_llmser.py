@@ -232,6 +232,7 @@ def test_ablations_change_the_right_parts(tiny, home, tmp_path):
     np.testing.assert_allclose(no_wd.compute_alpha(tiny), no_wd.omega * (no_wd.omega > 0))
 
 
+@pytest.mark.slow  # 2 SmolLM2 calls: ~3 min on the shared 2-core machine (model load + decode)
 def test_real_llm_on_a_handful_of_users(tiny, home, tmp_path):
     """SmolLM2 in-process on 1 user (2 calls): answers grounded to the pool; costs recorded."""
     options = {**FAST, "llm_users": 1, "chunk_users": 1, "ablation": "wo_reason", "max_tokens": 16}
