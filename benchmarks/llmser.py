@@ -221,16 +221,20 @@ def report(args, datasets) -> str:
                         f"| {','.join(map(str, done))} | {paper_text} | best epoch {epochs_txt}; "
                         f"`{run_directory(results[0][0], RUNS).relative_to(ROOT)}` |"
                     )
-                    means = (float(np.mean(hr)), float(np.mean(nd)))
+                    per_seed = dict(zip(done, zip(hr, nd, strict=True), strict=True))
                     if method == "none":
-                        baseline = means
-                    elif baseline is not None:
-                        verdict = "helps" if means[1] > baseline[1] else "does NOT help"
-                        reading.append(
-                            f"- {dataset} `{protocol}` {model}, {label}: NDCG@10 "
-                            f"{means[1] - baseline[1]:+.4f}, HR@10 {means[0] - baseline[0]:+.4f} vs "
-                            f"None ({verdict}; seeds {','.join(map(str, done))})."
-                        )
+                        baseline = per_seed
+                    elif baseline:
+                        common = [x for x in done if x in baseline]
+                        if common:
+                            d_nd = np.mean([per_seed[x][1] - baseline[x][1] for x in common])
+                            d_hr = np.mean([per_seed[x][0] - baseline[x][0] for x in common])
+                            verdict = "helps" if d_nd > 0 else "does NOT help"
+                            reading.append(
+                                f"- {dataset} `{protocol}` {model}, {label}: NDCG@10 {d_nd:+.4f}, "
+                                f"HR@10 {d_hr:+.4f} vs None on the same seeds ({verdict}; seeds "
+                                f"{','.join(map(str, common))})."
+                            )
                     if (
                         protocol == "p-s100"
                         and model == "sasrec"
