@@ -229,7 +229,20 @@ def report(args, datasets) -> str:
                         if common:
                             d_nd = np.mean([per_seed[x][1] - baseline[x][1] for x in common])
                             d_hr = np.mean([per_seed[x][0] - baseline[x][0] for x in common])
-                            verdict = "helps" if d_nd > 0 else "does NOT help"
+                            noise = (
+                                max(
+                                    np.std([baseline[x][1] for x in common], ddof=1),
+                                    np.std([per_seed[x][1] for x in common], ddof=1),
+                                )
+                                if len(common) > 1
+                                else None
+                            )
+                            if noise is None:
+                                verdict = "one seed: not conclusive"
+                            elif abs(d_nd) <= noise:
+                                verdict = "within seed noise: no clear gain"
+                            else:
+                                verdict = "helps" if d_nd > 0 else "does NOT help (worse)"
                             reading.append(
                                 f"- {dataset} `{protocol}` {model}, {label}: NDCG@10 {d_nd:+.4f}, "
                                 f"HR@10 {d_hr:+.4f} vs None on the same seeds ({verdict}; seeds "
