@@ -108,9 +108,7 @@ def test_window_scores_align_with_the_batch_inputs(tiny, windows):
     enhancer = views_enhancer(tiny, windows)
     train_items = tiny.split.train_items
     checked = 0
-    rows, users = training_windows(
-        tiny.split.train_offsets, train_items, enhancer.max_len, windows
-    )
+    rows, users = training_windows(tiny.split.train_offsets, train_items, enhancer.max_len, windows)
     for batch in iterate_batches(rows, users, 64, np.random.default_rng(0)):
         scores = enhancer.window_scores(batch)
         real = batch.inputs > 0
@@ -207,8 +205,8 @@ def test_trains_on_every_backbone(tiny, tmp_path, model):
     config = build_run_config("tiny", model, "cllmrec", overrides=OVERRIDES)
     enhancer = make_enhancer("cllmrec", config.enhancer)
     enhancer.configure(config)
-    enhancer.scores = np.random.default_rng(0).random(len(tiny.split.train_items)).astype(
-        np.float32
+    enhancer.scores = (
+        np.random.default_rng(0).random(len(tiny.split.train_items)).astype(np.float32)
     )  # stands in for prepare(); the real scoring step is tested above
     trainer = Trainer(config, tiny, tmp_path / model, enhancer, progress=False)
     result = trainer.fit()

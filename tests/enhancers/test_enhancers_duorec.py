@@ -10,9 +10,9 @@ import torch
 
 from llmseqrec.data.prepare import load
 from llmseqrec.enhancers.base import make_enhancer
-from llmseqrec.enhancers.duorec import contrast
 from llmseqrec.training.batches import Batch, training_windows
 from llmseqrec.training.config import build_run_config
+from llmseqrec.training.losses import symmetric_info_nce
 from llmseqrec.training.run import train_run
 from llmseqrec.training.trainer import build_model
 
@@ -60,11 +60,15 @@ def test_supervised_positive_has_the_same_target_and_is_another_user(home):
 def test_contrast_masks_same_target_negatives():
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
-    assert contrast(a, b, 1.0, None) > 0
+    assert symmetric_info_nce(a, b, 1.0, "dot", None) > 0
     # Every view shares one target: no negative is left, only the positive pair.
-    assert torch.isclose(contrast(a, b, 1.0, torch.ones(6, dtype=torch.long)), torch.tensor(0.0))
+    assert torch.isclose(
+        symmetric_info_nce(a, b, 1.0, "dot", torch.ones(6, dtype=torch.long)), torch.tensor(0.0)
+    )
     distinct = torch.arange(6)
-    assert torch.isclose(contrast(a, b, 1.0, distinct), contrast(a, b, 1.0, None))
+    assert torch.isclose(
+        symmetric_info_nce(a, b, 1.0, "dot", distinct), symmetric_info_nce(a, b, 1.0, "dot", None)
+    )
 
 
 @pytest.mark.parametrize("mode", ["us_x", "us", "su"])

@@ -22,13 +22,17 @@ def real(row: torch.Tensor) -> list[int]:
 
 
 def test_keep_positions_left_pads_and_keeps_order():
-    keep = torch.tensor([[1, 1, 0, 1, 0, 1], [1, 0, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    keep = torch.tensor(
+        [[1, 1, 0, 1, 0, 1], [1, 0, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1]], dtype=torch.bool
+    )
     out = keep_positions(ROWS, keep)
     assert out.tolist() == [[0, 0, 0, 0, 6, 8], [0, 0, 0, 1, 3, 5], [0, 0, 0, 0, 0, 9]]
 
 
 def test_crop_lowest_drops_the_lowest_scores():
-    scores = torch.tensor([[9.0, 9.0, 0.3, 0.1, 0.2, 0.9], [6, 5, 4, 3, 2, 1.0], [0, 0, 0, 0, 0, 1.0]])
+    scores = torch.tensor(
+        [[9.0, 9.0, 0.3, 0.1, 0.2, 0.9], [6, 5, 4, 3, 2, 1.0], [0, 0, 0, 0, 0, 1.0]]
+    )
     out = crop_lowest(ROWS, scores, torch.tensor([2, 3, 0]))
     assert out.tolist() == [[0, 0, 0, 0, 5, 8], [0, 0, 0, 1, 2, 3], [0, 0, 0, 0, 0, 9]]
     # Negated scores drop the highest instead.

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from llmseqrec.enhancers.base import Enhancer, register_enhancer
-from llmseqrec.enhancers.sracl import last_state, nt_xent, parse_options
+from llmseqrec.enhancers.sracl import last_state, parse_options
 from llmseqrec.enhancers.views import random_crop, random_mask, random_reorder
 from llmseqrec.training.batches import Batch
+from llmseqrec.training.losses import symmetric_info_nce
 
 Operator = Literal["crop", "mask", "reorder"]
 
@@ -26,6 +27,9 @@ class Cl4srecOptions(BaseModel):
 
     lam: float = Field(0.1, ge=0, description="weight of the contrastive loss")
     temperature: float = Field(1.0, gt=0)
+    similarity: Literal["dot", "cosine"] = Field(
+        "cosine", description="cosine, or dot on raw states (the authors' code; collapses here)"
+    )
     crop_ratio: float = Field(0.6, gt=0, le=1, description="eta: share of items kept by crop")
     mask_ratio: float = Field(0.3, ge=0, le=1, description="gamma: share of items masked")
     reorder_ratio: float = Field(0.6, ge=0, le=1, description="beta: share of items shuffled")
@@ -105,4 +109,5 @@ class CL4SRec(Enhancer):
         view_a, view_b = self.views(batch.inputs)
         both = last_state(model, torch.cat([view_a, view_b]))
         n = len(view_a)
-        return {"cl": self.opts.lam * nt_xent(both[:n], both[n:], self.opts.temperature)}
+        loss = symmetric_info_nce(both[:n], both[n:], self.opts.temperature, self.opts.similarity)
+        return {"cl": self.opts.lam * loss}

@@ -57,7 +57,9 @@ class CLLMRecOptions(BaseModel):
     lambda2: float = Field(1.0, gt=0, description="weight of the recommendation loss L_seq")
     negative_weight: float = Field(0.5, gt=0, description="w_i on every negative term")
     temperature: float = Field(1.0, gt=0)
-    similarity: Literal["dot", "cosine"] = "dot"
+    similarity: Literal["dot", "cosine"] = Field(
+        "cosine", description="cosine, or dot on raw states (the authors' code; collapses here)"
+    )
     positive: Literal["original", "view"] = Field(
         "original", description="the anchor's positive: the original window or a 2nd view pass"
     )

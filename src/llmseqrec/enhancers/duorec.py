@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -24,6 +23,7 @@ from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, register_enhancer
 from llmseqrec.enhancers.sracl import last_state, parse_options
 from llmseqrec.training.batches import Batch, training_windows
+from llmseqrec.training.losses import symmetric_info_nce
 
 
 class DuorecOptions(BaseModel):
@@ -31,30 +31,11 @@ class DuorecOptions(BaseModel):
 
     lam: float = Field(0.1, ge=0, description="weight of the contrastive loss")
     temperature: float = Field(1.0, gt=0)
+    similarity: Literal["dot", "cosine"] = Field(
+        "cosine", description="cosine, or dot on raw states (the authors' code; collapses here)"
+    )
     mode: Literal["us_x", "us", "su"] = "us_x"
     mask_same_target: bool = Field(True, description="drop same-target in-batch negatives")
-
-
-def contrast(
-    a: torch.Tensor, b: torch.Tensor, temperature: float, targets: torch.Tensor | None
-) -> torch.Tensor:
-    """Symmetric InfoNCE over 2N views; pairs (i, i+N) are positives; with ``targets``, other
-    views of the same target are removed from the denominator."""
-    n = len(a)
-    z = torch.cat([a, b])
-    sim = z @ z.T / temperature
-    drop = torch.eye(2 * n, dtype=torch.bool)
-    if targets is not None:
-        t = torch.cat([targets, targets])
-        same = t[:, None] == t[None, :]
-        pair = torch.zeros_like(drop)
-        idx = torch.arange(n)
-        pair[idx, idx + n] = True
-        pair[idx + n, idx] = True
-        drop |= same & ~pair
-    sim = sim.masked_fill(drop, float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
 
 
 @register_enhancer
@@ -126,4 +107,4 @@ class DuoRec(Enhancer):
         else:
             a, b = anchor, views[0]
         mask = targets if opts.mask_same_target else None
-        return {"cl": opts.lam * contrast(a, b, opts.temperature, mask)}
+        return {"cl": opts.lam * symmetric_info_nce(a, b, opts.temperature, opts.similarity, mask)}

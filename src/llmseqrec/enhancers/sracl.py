@@ -31,7 +31,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
@@ -40,6 +39,7 @@ from llmseqrec.enhancers.base import Enhancer, register_enhancer
 from llmseqrec.enhancers.views import substitute
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
+from llmseqrec.training.losses import info_nce, symmetric_info_nce
 
 ARTEFACT_VERSION = 1
 
@@ -52,6 +52,9 @@ class SraclOptions(BaseModel):
     alpha: float = Field(0.1, ge=0, description="weight of the cross-sequence loss L_CS")
     beta: float = Field(0.1, ge=0, description="weight of the intra-sequence loss L_IS")
     temperature: float = Field(1.0, gt=0, description="InfoNCE temperature")
+    similarity: Literal["dot", "cosine"] = Field(
+        "cosine", description="cosine, or dot on raw states (the authors' code; collapses here)"
+    )
     k: int = Field(10, ge=1, description="semantic neighbours per user and per item")
     substitute_ratio: float = Field(0.2, ge=0, le=1, description="share of items substituted")
     cs_sample: int | None = Field(
@@ -420,17 +423,6 @@ def prepare_artefacts(
 
 
 # ---------------------------------------------------------------------------------- training
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE over 2N views: each view's positive is its pair, the other 2N-2 are
-    negatives (CL4SRec / DuoRec / SRA-CL's intra-sequence loss)."""
-    n = len(a)
-    z = torch.cat([a, b])
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
-
-
 def last_state(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     """The representation that ranks the next item, for left-padded rows."""
     if hasattr(model, "sequence_representation"):
@@ -563,7 +555,7 @@ class SRACL(Enhancer):
             assert self.synthesis is not None
             reps = last_state(model, rows).view(b, k, -1)
             positive = self.synthesis(anchor, reps, valid)
-        return info_nce_batch(anchor, positive, self.opts.temperature)
+        return info_nce(anchor, positive, self.opts.temperature, self.opts.similarity)
 
     def substitution_view(self, inputs: torch.Tensor) -> torch.Tensor:
         assert self.item_neighbours is not None
@@ -574,7 +566,7 @@ class SRACL(Enhancer):
         view_b = self.substitution_view(batch.inputs)
         both = last_state(model, torch.cat([view_a, view_b]))
         n = len(view_a)
-        return nt_xent(both[:n], both[n:], self.opts.temperature)
+        return symmetric_info_nce(both[:n], both[n:], self.opts.temperature, self.opts.similarity)
 
     def state_dict(self) -> dict[str, Any]:
         if self.synthesis is None:
@@ -590,11 +582,3 @@ class SRACL(Enhancer):
             self._pending_state = state["synthesis"]
         else:
             self.synthesis.load_state_dict(state["synthesis"])
-
-
-def info_nce_batch(
-    anchor: torch.Tensor, positive: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Anchor i against every synthesised positive of the batch; row i is the match."""
-    logits = anchor @ positive.T / temperature
-    return F.cross_entropy(logits, torch.arange(len(anchor)))

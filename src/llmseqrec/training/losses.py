@@ -155,3 +155,33 @@ def info_nce(
         terms.append(own + torch.log(torch.tensor(negative_weight)))
     denominator = torch.logsumexp(torch.cat(terms, dim=1), dim=1)
     return (denominator - logits.diagonal()).mean()
+
+
+def symmetric_info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    temperature: float = 1.0,
+    similarity: str = "cosine",
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """NT-Xent over the 2N views ``[a; b]``: view i's positive is its pair, the other 2N-2 views
+    are negatives (CL4SRec / DuoRec / SRA-CL). With ``groups`` [N] (e.g. DuoRec's targets), views
+    of the same group other than the pair are removed from the denominator (false negatives).
+
+    ``similarity="dot"`` on unnormalised states is the CL4SRec family's code; on our backbones it
+    collapses the representations (the loss is cut fastest by making every state alike), so the
+    enhancers default to cosine; see benchmarks/results/contrastive.md.
+    """
+    n = len(a)
+    z = torch.cat([a, b]).float()
+    if similarity == "cosine":
+        z = F.normalize(z, dim=-1)
+    sim = z @ z.T / temperature
+    drop = torch.eye(2 * n, dtype=torch.bool)
+    pair = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    if groups is not None:
+        g = torch.cat([groups, groups])
+        same = g[:, None] == g[None, :]
+        same[torch.arange(2 * n), pair] = False
+        drop |= same
+    return F.cross_entropy(sim.masked_fill(drop, float("-inf")), pair)
