@@ -234,6 +234,14 @@ def show(
     console.print(table)
 
 
+def _ablation(method: str, ablation: str | None) -> list[str]:
+    if not ablation:
+        return []
+    from llmseqrec.enhancers.base import ablation_overrides
+
+    return ablation_overrides(method, ablation)
+
+
 def _load_dataset(name: str):
     from llmseqrec.data.prepare import load
 
@@ -263,6 +271,9 @@ def train(
         "sasrec", "--model", "-m", help="sasrec, gru4rec, bert4rec, lrurec, narm, fmlprec, hstu"
     ),
     method: str = typer.Option("none", "--method", help="enhancer plug-in (none = plain backbone)"),
+    ablation: str | None = typer.Option(
+        None, "--ablation", help="a paper ablation row of the method, e.g. wo_llm, wo_cs"
+    ),
     protocol: str | None = typer.Option(None, "--protocol", "-P", help="p-lru, p-cl or p-s100"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
     set_: list[str] = typer.Option(
@@ -279,7 +290,7 @@ def train(
     from llmseqrec.training.config import build_run_config
     from llmseqrec.training.run import run_directory, train_run
 
-    overrides = list(set_) + ([f"name={name}"] if name else [])
+    overrides = _ablation(method, ablation) + list(set_) + ([f"name={name}"] if name else [])
     run_config = build_run_config(dataset, model, method, protocol, overrides, config)
     data = _load_dataset(dataset)
     console.print(f"run directory: {run_directory(run_config)}")
@@ -303,6 +314,7 @@ def enhance(
     method: str = typer.Option(..., "--method", help="cllmrec, sracl, llmser, llmcfsr, ..."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="prepared dataset name"),
     model: str = typer.Option("sasrec", "--model", "-m", help="backbone the method will train"),
+    ablation: str | None = typer.Option(None, "--ablation", help="a paper ablation row"),
     protocol: str | None = typer.Option(None, "--protocol", "-P", help="p-lru, p-cl or p-s100"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
     set_: list[str] = typer.Option(
@@ -313,7 +325,8 @@ def enhance(
     from llmseqrec.training.config import build_run_config
     from llmseqrec.training.run import enhancer_workdir, prepare_enhancer
 
-    run_config = build_run_config(dataset, model, method, protocol, list(set_), config)
+    overrides = _ablation(method, ablation) + list(set_)
+    run_config = build_run_config(dataset, model, method, protocol, overrides, config)
     data = _load_dataset(dataset)
     prepare_enhancer(run_config, data)
     console.print(f"artefacts: {enhancer_workdir(run_config, data)}")

@@ -160,3 +160,23 @@ def test_quickstart_runs(home: Path):
         and "SASRec" in result.output
         and "run directory" in result.output
     )
+
+
+def test_ablation_switch_sets_the_method_options(home: Path):
+    from llmseqrec.enhancers.base import ablation_overrides, enhancer_class
+    from llmseqrec.training.config import build_run_config
+
+    error = one_line_error(
+        invoke("train", "--dataset", "tiny", "--method", "cllmrec", "--ablation", "nope")
+    )
+    assert "wo_llm" in error and "nope" in error
+    overrides = ablation_overrides("cllmrec", "wo_llm")
+    config = build_run_config("tiny", "lrurec", "cllmrec", None, overrides)
+    assert config.enhancer == {"crops": "random"}
+    # Every declared ablation row validates against its method's options.
+    for method in ("cllmrec", "sracl", "llmser", "llmcfsr"):
+        for row in enhancer_class(method).ablations:
+            config = build_run_config(
+                "tiny", "sasrec", method, None, ablation_overrides(method, row)
+            )
+            enhancer_class(method)(config.enhancer)

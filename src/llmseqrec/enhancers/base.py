@@ -28,6 +28,8 @@ from llmseqrec.training.batches import Batch
 
 class Enhancer:
     name: ClassVar[str] = "none"
+    # The paper's ablation rows as option overrides: ``--ablation wo_llm`` on the CLI.
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -80,7 +82,7 @@ def register_enhancer(cls: type[Enhancer]) -> type[Enhancer]:
     return cls
 
 
-def make_enhancer(name: str, options: dict[str, Any] | None = None) -> Enhancer:
+def enhancer_class(name: str) -> type[Enhancer]:
     import importlib
     import pkgutil
 
@@ -93,4 +95,19 @@ def make_enhancer(name: str, options: dict[str, Any] | None = None) -> Enhancer:
         from llmseqrec.errors import ConfigError
 
         raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(sorted(ENHANCERS))}")
-    return ENHANCERS[name](options)
+    return ENHANCERS[name]
+
+
+def make_enhancer(name: str, options: dict[str, Any] | None = None) -> Enhancer:
+    return enhancer_class(name)(options)
+
+
+def ablation_overrides(method: str, ablation: str) -> list[str]:
+    """``--set`` overrides of a method's named ablation row (clear error for unknown names)."""
+    from llmseqrec.errors import ConfigError
+
+    rows = enhancer_class(method).ablations
+    if ablation not in rows:
+        known = ", ".join(sorted(rows)) or "none (this method has no ablation switches)"
+        raise ConfigError(f"--ablation {ablation!r} is not one of {method}'s: {known}")
+    return [f"enhancer.{key}={value}" for key, value in rows[ablation].items()]

@@ -111,6 +111,7 @@ def _left_pad_float(offsets: np.ndarray, values: np.ndarray, length: int, rows: 
 @register_enhancer
 class CLLMRec(Enhancer):
     name = "cllmrec"
+    ablations = {"wo_llm": {"crops": "random"}, "wo_cl": {"lambda1": 0.0}}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

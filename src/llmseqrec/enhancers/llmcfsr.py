@@ -81,6 +81,7 @@ def semantic_root(workdir: Path) -> Path:
 @register_enhancer
 class LLMCFSR(Enhancer):
     name = "llmcfsr"
+    ablations = {name: {"ablation": name} for name in ABLATIONS if name != "none"}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -371,6 +371,7 @@ def constraint(backend: str, schema: dict[str, Any], grammar: str) -> dict[str, 
 @register_enhancer
 class LLMSeR(Enhancer):
     name = "llmser"
+    ablations = {name: {"ablation": name} for name in ABLATIONS if name != "none"}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -464,6 +464,13 @@ class AttentionSynthesis(nn.Module):
 @register_enhancer
 class SRACL(Enhancer):
     name = "sracl"
+    ablations = {
+        "wo_cl": {"use_cs": False, "use_is": False},
+        "wo_cs": {"use_cs": False},
+        "wo_is": {"use_is": False},
+        "unlearnable": {"unlearnable": True},
+        "raw_text": {"text_source": "raw"},
+    }
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
