@@ -43,10 +43,14 @@ GRID = [
 RUNS = ROOT / "runs"
 
 
-def configs(dataset, protocol, models, multi, bf16, epochs):
+# Engine variants, in the order the report prefers them: fp32, bf16 autocast, bf16 + length buckets.
+VARIANTS = {"fp32": (False, False), "bf16": (True, False), "bf16+buckets": (True, True)}
+
+
+def configs(dataset, protocol, models, multi, bf16, epochs, buckets=False):
     for model in models:
         for seed in SEEDS if model in multi else SEEDS[:1]:
-            overrides = {"train": {"seed": seed, "bf16": bf16}}
+            overrides = {"train": {"seed": seed, "bf16": bf16, "bucket_by_length": buckets}}
             if epochs:
                 overrides["train"]["epochs"] = epochs
             yield model, seed, build_run_config(dataset, model, protocol=protocol, overrides=overrides)
@@ -69,17 +73,27 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
         "mean ± std over the seeds listed; 'gap' = ours minus the anchor.",
         "",
     ]
+    parity: list = []
     for dataset, protocol, models, multi, (m1, m2), anchors in GRID:
         first = None
         body = []
         for model in models:
-            results, seeds, dirs = [], [], []
-            for _, seed, config in configs(dataset, protocol, [model], multi, bf16, epochs):
-                first = first or config
-                result = read_result(config)
-                if result:
+            results, seeds, dirs, engines = [], [], [], []
+            for seed_index, seed in enumerate(SEEDS if model in multi else SEEDS[:1]):
+                found = {}
+                for variant, (use_bf16, buckets) in VARIANTS.items():
+                    config = list(configs(dataset, protocol, [model], multi, use_bf16, epochs, buckets))[seed_index][2]
+                    first = first or config
+                    result = read_result(config)
+                    if result:
+                        found[variant] = (result, config)
+                if len(found) > 1:
+                    parity.append((dataset, protocol, model, seed, found))
+                if found:
+                    variant, (result, config) = next(iter(found.items()))
                     results.append(result)
                     seeds.append(seed)
+                    engines.append(variant)
                     dirs.append(str(run_directory(config, RUNS).relative_to(ROOT)))
             if not results:
                 body.append(f"| {model} | not run yet | | | | | |")
@@ -92,11 +106,24 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
             anchor_text = f"{anchor[0]:.4f} / {anchor[1]:.4f} ({anchor[2]})" if anchor else "-"
             epochs_run = "/".join(str(r["best_epoch"] + 1) for r in results)
             sec = np.mean([r["seconds_per_epoch"] for r in results])
-            body.append(f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | best epoch {epochs_run}, {sec:.1f} s/epoch; {dirs[0]} |")
+            engine = "/".join(sorted(set(engines)))
+            body.append(f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {engine}; best epoch {epochs_run}, {sec:.1f} s/epoch (1 thread, shared machine); {dirs[0]} |")
         if first is not None:
             meta = prepare(preset_spec(dataset, data_root), dataset).metadata
             lines += [f"## {dataset} under `{protocol}`", "", f"Protocol: {protocol_line(first, meta, seeds=None)}", ""]
             lines += [f"| model | {m1} | {m2} | seeds | anchor | gap | notes |", "|---|---:|---:|---|---|---|---|", *body, ""]
+    if parity:
+        lines += [
+            "## Engine parity (same config and seed; fp32 vs bf16 autocast vs bf16 + length buckets)",
+            "",
+            "| dataset | model | seed | engine | test metrics @10 | best epoch | s/epoch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for dataset, protocol, model, seed, found in parity:
+            for variant, (result, _) in found.items():
+                metric = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k.endswith("@10") and not k.startswith("hr"))
+                lines.append(f"| {dataset} ({protocol}) | {model} | {seed} | {variant} | {metric} | {result['best_epoch'] + 1} | {result['seconds_per_epoch']:.1f} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +134,7 @@ def main() -> None:
     parser.add_argument("--models", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--buckets", action="store_true", help="with --bf16: batch rows of similar length")
     parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol, early stopping)")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause each run after this long (resumable)")
     parser.add_argument("--report-only", action="store_true")
@@ -118,7 +146,7 @@ def main() -> None:
                 continue
             chosen = [m for m in models if not args.models or m in args.models.split(",")]
             data = prepare(preset_spec(dataset, data_root), dataset)
-            for model, seed, config in configs(dataset, protocol, chosen, multi, args.bf16, args.epochs):
+            for model, seed, config in configs(dataset, protocol, chosen, multi, args.bf16, args.epochs, args.buckets):
                 if seed not in SEEDS[: args.seeds]:
                     continue
                 if args.max_minutes:
