@@ -12,15 +12,17 @@ import json
 
 import pytest
 import torch
-from conftest import make_tiny
 
+from llmseqrec.data.build import PrepareOptions, build_dataset
+from llmseqrec.data.synthetic import generate
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.losses import symmetric_info_nce
 from llmseqrec.training.run import train_run
 
 
 def _rec_losses(tmp_path, method: str, enhancer: dict) -> list[float]:
-    dataset = make_tiny(n_users=3000, n_items=1500, seed=0, name="synthetic")
+    raw = generate(seed=0, n_users=3000, n_items=1500)
+    dataset = build_dataset(raw, name="synthetic", options=PrepareOptions(), source={"seed": 0})
     overrides = {
         "backbone": {"max_len": 20},
         "train": {"epochs": 3, "threads": 1},
