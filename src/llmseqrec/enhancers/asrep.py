@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.llmser import (
     LLMSeR,
     atomic_save_npz,
@@ -34,7 +34,6 @@ from llmseqrec.enhancers.llmser import (
     model_max_len,
     short_hash,
     topk_next,
-    validate_options,
 )
 from llmseqrec.training.batches import Batch, left_pad
 
@@ -59,7 +58,7 @@ class ASReP(Enhancer):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.opts: ASRePOptions = validate_options(ASRePOptions, self.options, self.name)
+        self.opts: ASRePOptions = parse_options(ASRePOptions, self.options, self.name)
         self.pseudo_offsets: np.ndarray | None = None
         self.pseudo_items: np.ndarray | None = None
         self.reverse_state: dict[str, torch.Tensor] | None = None

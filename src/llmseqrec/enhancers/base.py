@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
@@ -100,6 +101,18 @@ def enhancer_class(name: str) -> type[Enhancer]:
 
 def make_enhancer(name: str, options: dict[str, Any] | None = None) -> Enhancer:
     return enhancer_class(name)(options)
+
+
+def parse_options(model: type[BaseModel], options: dict[str, Any], method: str) -> Any:
+    """A method's typed options; a bad one stops with one line naming the field."""
+    from llmseqrec.errors import ConfigError
+
+    try:
+        return model.model_validate(options)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "enhancer"
+        raise ConfigError(f"{method} option enhancer.{where}: {first['msg']}") from None
 
 
 def ablation_overrides(method: str, ablation: str) -> list[str]:

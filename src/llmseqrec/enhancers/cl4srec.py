@@ -13,8 +13,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
-from llmseqrec.enhancers.sracl import last_state, parse_options
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
+from llmseqrec.enhancers.sracl import last_state
 from llmseqrec.enhancers.views import random_crop, random_mask, random_reorder
 from llmseqrec.training.batches import Batch
 from llmseqrec.training.losses import symmetric_info_nce

@@ -33,12 +33,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.views import crop_lowest
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, training_windows
@@ -115,12 +115,7 @@ class CLLMRec(Enhancer):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        try:
-            self.opts = CLLMRecOptions.model_validate(self.options)
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "enhancer"
-            raise ConfigError(f"enhancer.{field}: {first['msg']}") from None
+        self.opts: CLLMRecOptions = parse_options(CLLMRecOptions, self.options, self.name)
         self.scores: np.ndarray | None = None  # float32 aligned with split.train_items
         self.artefact_dir: Path | None = None
         self._window_scores: torch.Tensor | None = None

@@ -33,11 +33,11 @@ work unchanged. The gate is folded into the hidden state.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from llmseqrec.errors import ConfigError
@@ -67,16 +67,6 @@ class DualViewOptions(BaseModel):
     pca_scale: Literal["raw", "match"] = Field(
         "raw", description="raw PCA coordinates (LLM-ESR) or rescaled to the backbone's init std"
     )
-
-
-def validate_options(model: type[BaseModel], options: dict[str, Any], method: str) -> Any:
-    """Pydantic validation with a one-line error naming the field."""
-    try:
-        return model.model_validate(options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "enhancer"
-        raise ConfigError(f"{method} option enhancer.{where}: {first['msg']}") from None
 
 
 class CrossAttention(nn.Module):

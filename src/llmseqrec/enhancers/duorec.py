@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
-from llmseqrec.enhancers.sracl import last_state, parse_options
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
+from llmseqrec.enhancers.sracl import last_state
 from llmseqrec.training.batches import Batch, training_windows
 from llmseqrec.training.losses import symmetric_info_nce
 

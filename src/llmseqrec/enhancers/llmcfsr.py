@@ -29,8 +29,8 @@ from pydantic import Field
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
-from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender, validate_options
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
+from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender
 from llmseqrec.enhancers.llmcfsr_finetune import FinetuneOptions, semantic_item_embeddings
 from llmseqrec.errors import ConfigError
 
@@ -85,7 +85,7 @@ class LLMCFSR(Enhancer):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.opts: LLMCFSROptions = validate_options(
+        self.opts: LLMCFSROptions = parse_options(
             LLMCFSROptions, self.options, self.name
         ).effective()
         self.embeddings: np.ndarray | None = None

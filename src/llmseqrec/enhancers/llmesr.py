@@ -35,8 +35,8 @@ from pydantic import Field
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
-from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender, validate_options
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
+from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender
 from llmseqrec.enhancers.llmcfsr import semantic_root
 from llmseqrec.enhancers.llmcfsr_finetune import FinetuneOptions, semantic_item_embeddings
 from llmseqrec.errors import ConfigError
@@ -88,9 +88,7 @@ class LLMESR(Enhancer):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.opts: LLMESROptions = validate_options(
-            LLMESROptions, self.options, self.name
-        ).effective()
+        self.opts: LLMESROptions = parse_options(LLMESROptions, self.options, self.name).effective()
         self.embeddings: np.ndarray | None = None
         self.neighbours: np.ndarray | None = None
         self._teacher_rows: torch.Tensor | None = None

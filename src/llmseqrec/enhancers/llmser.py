@@ -71,7 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
 
@@ -80,16 +80,6 @@ log = logging.getLogger(__name__)
 # Bump when prompts, grammars or the chunk format change: cached chunks are then not reused.
 STAGE_VERSION = 1
 ABLATIONS = ("none", "wo_ccg", "wo_snf", "wo_arv", "wo_rcs", "wo_reason", "wo_wd")
-
-
-def validate_options(model: type[BaseModel], options: dict[str, Any], method: str) -> Any:
-    """Pydantic validation with a one-line error naming the field."""
-    try:
-        return model.model_validate(options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "enhancer"
-        raise ConfigError(f"{method} option enhancer.{where}: {first['msg']}") from None
 
 
 class LLMSeROptions(BaseModel):
@@ -375,7 +365,7 @@ class LLMSeR(Enhancer):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.opts: LLMSeROptions = validate_options(LLMSeROptions, self.options, self.name)
+        self.opts: LLMSeROptions = parse_options(LLMSeROptions, self.options, self.name)
         self.chat_model: Any = None  # tests may inject a ChatModel before prepare
         self.encoder: Any = None  # SentenceEncoder, created on first use
         self.pseudo_offsets: np.ndarray | None = None

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from llmseqrec.data.dataset import Dataset
-from llmseqrec.enhancers.base import Enhancer, register_enhancer
+from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.views import substitute
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
@@ -110,15 +110,6 @@ class SraclOptions(BaseModel):
             out["chat"] = chat
         out["encoder"] = self.encoder
         return out
-
-
-def parse_options(model: type[BaseModel], options: dict[str, Any], method: str) -> BaseModel:
-    try:
-        return model.model_validate(options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "enhancer"
-        raise ConfigError(f"{method}: enhancer.{field}: {first['msg']}") from None
 
 
 class LlmStageIncomplete(RuntimeError):
