@@ -34,6 +34,7 @@ from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  #
 SEEDS = [42, 43, 44]
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results" / "cllmrec.md"
+COST = ROOT / "benchmarks" / "results" / "cllmrec_step_cost.json"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 VARIANTS = {  # name -> (method, extra enhancer options)
     "backbone": ("none", None),
@@ -129,8 +130,9 @@ def report(args, enhancer_options) -> str:
         "checkpoint selected on validation Recall@10; mean ± std over the seeds listed. Paired",
         "t-test over seeds against the backbone with the same seeds (needs >= 2 seeds).",
         f"Enhancer options: `{json.dumps(enhancer_options)}` (paper defaults otherwise: alpha",
-        "0.75, w_i 0.5, lambda1 0.1, lambda2 1, tau 1, dot similarity, last encoder layer,",
-        "lambda_a 1). `w/o CL` = the backbone row (method none).",
+        "0.75, w_i 0.5, lambda1 0.1, lambda2 1, tau 1, last encoder layer, lambda_a 1; cosine",
+        "similarity: the dot product collapsed the representation, see README). `w/o CL` = the",
+        "backbone row (method none).",
         "",
     ]
     for dataset in args.datasets:
@@ -154,6 +156,20 @@ def report(args, enhancer_options) -> str:
             ]
         else:
             lines += ["Scoring step: not run.", ""]
+        if COST.exists():
+            costs = json.loads(COST.read_text()).get(dataset, {})
+            for model, cost in costs.items():
+                base = cost["backbone"]
+                parts = [
+                    f"{LABEL[v]} {sec * 1000:.0f} ms ({sec / base:.2f}x)" for v, sec in cost.items()
+                ]
+                lines += [
+                    f"Training step cost, {model}, measured side by side in one process "
+                    f"(`--time-steps`, interleaved rounds, median per step, batch 128): "
+                    + "; ".join(parts)
+                    + ". The target is at most 1.5x the backbone.",
+                    "",
+                ]
         first = None
         for model in args.models:
             rows, backbone = [], {}
@@ -186,13 +202,19 @@ def report(args, enhancer_options) -> str:
                 if backbone and variant != "backbone":
                     common = [s for s in seeds if s in backbone["seeds"]]
                     if len(common) >= 2:
-                        a = [backbone["values"]["recall@10"][backbone["seeds"].index(s)] for s in common]
+                        a = [
+                            backbone["values"]["recall@10"][backbone["seeds"].index(s)]
+                            for s in common
+                        ]
                         b = [values["recall@10"][seeds.index(s)] for s in common]
                         t = paired_seed_test(a, b)
                         test = f"Δ {t['mean_diff']:+.4f}, p = {t['p']:.3f} (n={t['n']})"
                     elif common:
                         s = common[0]
-                        diff = values["recall@10"][seeds.index(s)] - backbone["values"]["recall@10"][backbone["seeds"].index(s)]
+                        diff = (
+                            values["recall@10"][seeds.index(s)]
+                            - backbone["values"]["recall@10"][backbone["seeds"].index(s)]
+                        )
                         test = f"Δ {diff:+.4f} (1 seed, no test)"
                 epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
                 rows.append(
@@ -209,7 +231,10 @@ def report(args, enhancer_options) -> str:
                 "",
             ]  # fmt: skip
         if first is not None:
-            lines += [f"Protocol: {protocol_line(first, data.metadata, seeds=SEEDS[: args.seeds])}", ""]
+            lines += [
+                f"Protocol: {protocol_line(first, data.metadata, seeds=SEEDS[: args.seeds])}",
+                "",
+            ]
     lines += [
         "## Not run here",
         "",
@@ -220,6 +245,40 @@ def report(args, enhancer_options) -> str:
         "",
     ]
     return "\n".join(lines) + "\n"
+
+
+def time_steps(dataset: str, data, model: str, variants, enhancer_options, steps: int) -> dict:
+    """Median seconds per training step of each variant, interleaved so load hits all alike."""
+    import tempfile
+
+    from llmseqrec.training.batches import iterate_batches
+    from llmseqrec.training.run import prepare_enhancer
+    from llmseqrec.training.trainer import Trainer
+
+    trainers = {}
+    for variant in variants:
+        config = variant_config(dataset, model, variant, 42, None, enhancer_options)
+        trainer = Trainer(config, data, Path(tempfile.mkdtemp()), prepare_enhancer(config, data))
+        trainer.model.train()
+        batches = iterate_batches(
+            trainer.windows, trainer.window_users, 128, np.random.default_rng(0)
+        )
+        trainers[variant] = (trainer, batches)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for round_ in range(steps + 2):
+        for variant, (trainer, batches) in trainers.items():
+            batch = next(batches)
+            start = time.perf_counter()
+            batch = trainer.enhancer.augment_batch(batch, round_)
+            rec, states = trainer.recommendation_loss(batch)
+            extras = trainer.enhancer.extra_loss(trainer.model, batch, states)
+            loss = rec + sum(extras.values()) if extras else rec
+            trainer.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            trainer.optimiser.step()
+            if round_ >= 2:  # warm-up
+                times[variant].append(time.perf_counter() - start)
+    return {v: float(np.median(t)) for v, t in times.items()}
 
 
 NOTES_MARKER = "<!-- notes: kept when the report is regenerated -->"
@@ -246,6 +305,9 @@ def main() -> None:
     parser.add_argument("--encoder-dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--encoder-max-length", type=int, default=256)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--time-steps", type=int, default=0, help="measure the step cost side by side (N steps)"
+    )
     args = parser.parse_args()
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
@@ -257,12 +319,27 @@ def main() -> None:
         # (those collapsed the representation; see benchmarks/results/sracl.md).
         "similarity": "cosine",
     }
+    if args.time_steps:
+        costs = json.loads(COST.read_text()) if COST.exists() else {}
+        for dataset in args.datasets:
+            data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+            for model in args.models:
+                cost = time_steps(
+                    dataset, data, model, args.variants, enhancer_options, args.time_steps
+                )
+                print(dataset, model, json.dumps(cost), flush=True)
+                costs.setdefault(dataset, {})[model] = cost
+        COST.write_text(json.dumps(costs, indent=1) + "\n")
+        write_report(args, enhancer_options)
+        return
     if not args.report_only:
         for dataset in args.datasets:
             data = prepare(preset_spec(dataset, Path(args.data)), dataset)
             if args.stage in ("all", "score") and "cllmrec" in args.variants:
                 print(f"== {dataset}: scoring step", flush=True)
-                print(json.dumps(scoring(dataset, data, args.models[0], enhancer_options)), flush=True)
+                print(
+                    json.dumps(scoring(dataset, data, args.models[0], enhancer_options)), flush=True
+                )
             if args.stage == "score":
                 continue
             for seed in SEEDS[: args.seeds]:
@@ -278,7 +355,10 @@ def main() -> None:
                         print(f"== {dataset} {model} {variant} seed {seed} -> {run_directory(config, RUNS)}", flush=True)  # fmt: skip
                         result, _ = train_run(config, data, root=RUNS, progress=False)
                         if result.get("finished"):
-                            print(json.dumps({m: round(result["test"][m], 4) for m in METRICS}), flush=True)
+                            print(
+                                json.dumps({m: round(result["test"][m], 4) for m in METRICS}),
+                                flush=True,
+                            )
                         write_report(args, enhancer_options)
     write_report(args, enhancer_options)
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from llmseqrec.enhancers.views import (
@@ -6,8 +7,10 @@ from llmseqrec.enhancers.views import (
     random_crop,
     random_mask,
     random_reorder,
+    represent_by_length,
     substitute,
 )
+from llmseqrec.models.registry import build_backbone
 
 ROWS = torch.tensor([[0, 0, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 9]])
 
@@ -66,3 +69,17 @@ def test_substitute_uses_only_neighbours():
     assert out.shape == ROWS.shape
     for a, b in zip(out.flatten().tolist(), ROWS.flatten().tolist(), strict=True):
         assert a == b or a == neighbours[b, 0]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "lrurec", "narm", "fmlprec", "hstu"])
+def test_represent_by_length_equals_the_padded_batch(name):
+    torch.manual_seed(0)
+    backbone = build_backbone(name, 30, {"max_len": 12}).eval()
+    lengths = torch.tensor([1, 12, 3, 7, 2, 9, 5, 4, 11])
+    rows = torch.zeros(len(lengths), 12, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        rows[i, 12 - n :] = torch.randint(1, 31, (n,))
+    with torch.no_grad():
+        full = backbone.encode(rows)[:, -1]
+        grouped = represent_by_length(lambda part: backbone.encode(part)[:, -1], rows, groups=3)
+    assert torch.allclose(full, grouped, atol=1e-5)

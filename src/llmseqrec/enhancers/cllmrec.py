@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
-from llmseqrec.enhancers.views import crop_lowest
+from llmseqrec.enhancers.views import crop_lowest, represent_by_length
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, training_windows
 from llmseqrec.training.losses import info_nce
@@ -282,12 +282,6 @@ class CLLMRec(Enhancer):
         batch.views["cllmrec_has_views"] = has_views
         return batch
 
-    @staticmethod
-    def _trim(rows: torch.Tensor) -> torch.Tensor:
-        nonzero = (rows != 0).any(0)
-        first = int(nonzero.nonzero()[0]) if nonzero.any() else rows.shape[1] - 1
-        return rows[:, first:]
-
     def _represent(self, model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
         """[B, d] next-item state of left-padded rows (masked models read a trailing mask)."""
         if getattr(model, "objective", "causal") == "masked" and rows.shape[1] < self.max_len:
@@ -304,12 +298,16 @@ class CLLMRec(Enhancer):
             return {"wcl": states.sum() * 0.0}
         positive = batch.views["cllmrec_positive"][keep]
         negative = batch.views["cllmrec_negative"][keep]
-        both = self._represent(model, self._trim(torch.cat([positive, negative])))
+        both = represent_by_length(
+            lambda rows: self._represent(model, rows), torch.cat([positive, negative])
+        )
         z_anchor, z_negative = both[: len(positive)], both[len(positive) :]
         if self.opts.positive == "view":
-            z_positive = self._represent(model, self._trim(positive))
+            z_positive = represent_by_length(lambda rows: self._represent(model, rows), positive)
         elif getattr(model, "objective", "causal") == "masked":
-            z_positive = self._represent(model, self._trim(batch.inputs[keep]))
+            z_positive = represent_by_length(
+                lambda rows: self._represent(model, rows), batch.inputs[keep]
+            )
         else:
             z_positive = states[keep][:, -1]  # the trainer's encoding of the original window
         loss = weighted_info_nce(

@@ -36,7 +36,7 @@ from torch import nn
 
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
-from llmseqrec.enhancers.views import substitute
+from llmseqrec.enhancers.views import represent_by_length, substitute
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
 from llmseqrec.training.losses import info_nce, symmetric_info_nce
@@ -415,10 +415,11 @@ def prepare_artefacts(
 
 # ---------------------------------------------------------------------------------- training
 def last_state(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    """The representation that ranks the next item, for left-padded rows."""
+    """The representation that ranks the next item, for left-padded rows (computed on groups
+    of similar length: the extra views' passes are most of a contrastive method's cost)."""
     if hasattr(model, "sequence_representation"):
-        return model.sequence_representation(rows)
-    return model.encode(rows)[:, -1, :]
+        return represent_by_length(model.sequence_representation, rows)
+    return represent_by_length(lambda part: model.encode(part)[:, -1, :], rows)
 
 
 class AttentionSynthesis(nn.Module):

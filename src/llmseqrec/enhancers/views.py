@@ -8,6 +8,8 @@ the global torch RNG.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -91,3 +93,25 @@ def substitute(
     replacement = neighbours[rows, pick]
     chosen &= replacement > 0
     return torch.where(chosen, replacement, rows)
+
+
+def represent_by_length(
+    represent: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor, groups: int = 4
+) -> torch.Tensor:
+    """``represent(rows)`` ([B, L] -> [B, d]) computed on groups of rows of similar length, each
+    trimmed to its longest row, then put back in the input order.
+
+    A contrastive view only needs the last state, and short rows padded to the batch's longest
+    one waste most of an extra encoder pass on sparse data (Beauty: median length 6 of 50).
+    Backbones read left-padded rows with positions counted from the end, so trimming padding
+    does not change a row's representation.
+    """
+    lengths = (rows > 0).sum(1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for index in torch.tensor_split(order, min(groups, len(order))):
+        width = max(int(lengths[index].max()), 1)
+        parts.append(represent(rows[index, rows.shape[1] - width :]))
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    return torch.cat(parts)[inverse]
