@@ -225,7 +225,7 @@ def report(args, enhancer_options) -> str:
             lines += [
                 f"### {dataset}, backbone {model}",
                 "",
-                "| variant | seeds | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | s/epoch (vs backbone) | Recall@10 vs backbone | paper R@10 / N@10 |",
+                "| variant | seeds | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | s/epoch as run (shared, load-dependent; the step-cost line is the fair ratio) | Recall@10 vs backbone | paper R@10 / N@10 |",
                 "|---|---|---:|---:|---:|---:|---|---|---|",
                 *rows,
                 "",
