@@ -207,3 +207,22 @@ def test_learns_far_above_most_popular(tiny, tmp_path, loss):
     result, _ = train_run(config, tiny, root=tmp_path, progress=False)
     popular = metrics_from_ranks(rank_users(MostPopular(tiny), tiny, config.eval, "test", 20))
     assert result["test"]["ndcg@10"] > 2 * popular["ndcg@10"]
+
+
+def test_run_records_enhancer_defaults_and_refuses_changed_ones(home, monkeypatch):
+    from llmseqrec.data.prepare import load
+    from llmseqrec.enhancers.cl4srec import CL4SRec
+    from llmseqrec.errors import ConfigError
+
+    overrides = {"backbone": {"max_len": 10}, "train": {"epochs": 1, "threads": 1}}
+    config = build_run_config("tiny", "sasrec", "cl4srec", "p-cl", overrides)
+    _, directory = train_run(config, load("tiny"), progress=False)
+    recorded = json.loads((directory / "enhancer.json").read_text())
+    assert recorded["similarity"] == "cosine" and recorded["lam"] == 0.1
+    # The same command after a default changed names the same directory: it must not reuse it.
+    resolved = CL4SRec.resolved_options
+    monkeypatch.setattr(
+        CL4SRec, "resolved_options", lambda self: {**resolved(self), "similarity": "dot"}
+    )
+    with pytest.raises(ConfigError, match="similarity"):
+        train_run(config, load("tiny"), progress=False)

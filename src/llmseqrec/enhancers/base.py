@@ -68,6 +68,12 @@ class Enhancer:
     ) -> dict[str, torch.Tensor]:
         return {}
 
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option with its default filled in (saved with each run: the run name hashes only
+        the options a user set, so this is what records the defaults a run was trained with)."""
+        opts = getattr(self, "opts", None)
+        return opts.model_dump(mode="json") if isinstance(opts, BaseModel) else dict(self.options)
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -21,7 +21,7 @@ from llmseqrec.enhancers.base import Enhancer, make_enhancer
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import left_pad
 from llmseqrec.training.config import RunConfig, build_run_config
-from llmseqrec.training.trainer import Trainer, build_model
+from llmseqrec.training.trainer import Trainer, atomic_json, build_model
 
 
 def run_directory(config: RunConfig, root: Path | None = None) -> Path:
@@ -47,6 +47,7 @@ def train_run(
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     saved = directory / "config.yaml"
+    new_run = not saved.exists()
     if saved.exists():
         previous = RunConfig.from_yaml(saved.read_text())
         if previous.run_hash() != config.run_hash():
@@ -55,6 +56,7 @@ def train_run(
             )
     else:
         saved.write_text(config.to_yaml())
+    check_enhancer_defaults(config, directory, new_run)
     metrics_path = directory / "metrics.json"
     if metrics_path.exists():
         result = json.loads(metrics_path.read_text())
@@ -63,6 +65,26 @@ def train_run(
     enhancer = prepare_enhancer(config, dataset)
     trainer = Trainer(config, dataset, directory, enhancer, progress=progress)
     return trainer.fit(), directory
+
+
+def check_enhancer_defaults(config: RunConfig, directory: Path, new_run: bool) -> None:
+    """Record the method's resolved options with a new run; refuse to resume or reuse a run whose
+    method defaults have changed since (its name, a hash of the set options, would not show it).
+    Runs made before this record existed have no file and are left as they are."""
+    if config.method == "none":
+        return
+    resolved = make_enhancer(config.method, config.enhancer).resolved_options()
+    path = directory / "enhancer.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(resolved) if before.get(k) != resolved.get(k))
+        if changed:
+            raise ConfigError(
+                f"{directory} was trained with other {config.method} defaults "
+                f"({', '.join(changed)}); use --fresh or another --name"
+            )
+    elif new_run:
+        atomic_json(resolved, path)
 
 
 def enhancer_workdir(config: RunConfig, dataset: Dataset) -> Path:
