@@ -20,6 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from run_records import keep, restore  # noqa: E402
+
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
@@ -139,6 +141,7 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="pause each run after this long (resumable)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    restore(RUNS)  # finished runs kept in git: skipped, not retrained
     data_root = Path(args.data)
     if not args.report_only:
         for dataset, protocol, models, multi, _, _ in GRID:
@@ -152,7 +155,8 @@ def main() -> None:
                 if args.max_minutes:
                     config = config.model_copy(update={"train": config.train.model_copy(update={"max_minutes": args.max_minutes})})
                 print(f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}", flush=True)
-                result, _ = train_run(config, data, root=RUNS, progress=False)
+                result, directory = train_run(config, data, root=RUNS, progress=False)
+                keep(directory, RUNS)
                 if result.get("finished"):
                     print(json.dumps({k: round(v, 4) for k, v in result["test"].items() if "@10" in k}), flush=True)
                 (ROOT / "benchmarks" / "results" / "backbones.md").write_text(report(args.bf16, args.epochs, data_root))

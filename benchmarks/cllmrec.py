@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from run_records import keep, restore  # noqa: E402
+
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.enhancers.base import make_enhancer  # noqa: E402
@@ -309,6 +311,7 @@ def main() -> None:
         "--time-steps", type=int, default=0, help="measure the step cost side by side (N steps)"
     )
     args = parser.parse_args()
+    restore(RUNS)  # finished runs kept in git: skipped, not retrained
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
     args.variants = [v for v in VARIANTS if v in args.variants.split(",")]
@@ -353,7 +356,8 @@ def main() -> None:
                                 update={"train": config.train.model_copy(update={"max_minutes": args.max_minutes})}
                             )  # fmt: skip
                         print(f"== {dataset} {model} {variant} seed {seed} -> {run_directory(config, RUNS)}", flush=True)  # fmt: skip
-                        result, _ = train_run(config, data, root=RUNS, progress=False)
+                        result, directory = train_run(config, data, root=RUNS, progress=False)
+                        keep(directory, RUNS)
                         if result.get("finished"):
                             print(
                                 json.dumps({m: round(result["test"][m], 4) for m in METRICS}),

@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from run_records import keep, restore  # noqa: E402
+
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
@@ -334,6 +336,7 @@ def main() -> None:
         "--view-check", action="store_true", help="held-view retrieval, raw vs fine-tuned encoder"
     )
     args = parser.parse_args()
+    restore(RUNS)  # finished runs kept in git: skipped, not retrained
     args.datasets = args.datasets.split(",")
     args.protocols = args.protocols.split(",")
     args.rows = args.rows.split(",")
@@ -357,7 +360,8 @@ def main() -> None:
                             f"{run_directory(config, RUNS)}",
                             flush=True,
                         )
-                        result, _ = train_run(config, data, root=RUNS, progress=False)
+                        result, directory = train_run(config, data, root=RUNS, progress=False)
+                        keep(directory, RUNS)
                         if result.get("finished"):
                             print(
                                 json.dumps(

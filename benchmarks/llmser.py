@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 
+from run_records import keep, restore  # noqa: E402
+
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
 from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
@@ -456,6 +458,7 @@ def main() -> None:
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    restore(RUNS)  # finished runs kept in git: skipped, not retrained
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
     data_root = Path(args.data)
@@ -482,6 +485,7 @@ def main() -> None:
                 config = config.model_copy(update={"train": train})
             print(f"== {dataset} {protocol} {model} {label} seed {seed}", flush=True)
             result, directory = train_run(config, datasets[dataset], root=RUNS, progress=False)
+            keep(directory, RUNS)
             if result.get("finished"):
                 print(json.dumps({k: round(v, 4) for k, v in result["test"].items()}), flush=True)
             (RESULTS / "llmser.md").write_text(report(args, datasets))

@@ -1,0 +1,42 @@
+"""Finished benchmark runs survive a fresh clone: records are kept in git and restored into runs/."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from run_records import keep, restore  # noqa: E402
+
+
+def _run(root: Path, finished: bool) -> Path:
+    directory = root / "beauty" / "none-sasrec" / "abc123"
+    directory.mkdir(parents=True)
+    (directory / "config.yaml").write_text("dataset: beauty\n")
+    (directory / "metrics.json").write_text(json.dumps({"finished": finished, "test": {"hr@10": 0.1}}))
+    (directory / "state.pt").write_bytes(b"resume state")
+    (directory / "checkpoint.pt").write_bytes(b"weights")
+    return directory
+
+
+def test_keep_copies_only_the_small_record_of_a_finished_run(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    record = keep(_run(runs, finished=True), runs, records)
+    assert record == records / "beauty" / "none-sasrec" / "abc123"
+    assert sorted(p.name for p in record.iterdir()) == ["config.yaml", "metrics.json"]
+
+
+def test_an_unfinished_run_is_not_kept(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    assert keep(_run(runs, finished=False), runs, records) is None
+    assert not records.exists()
+
+
+def test_restore_replaces_an_unfinished_scratch_run_and_leaves_finished_ones(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    keep(_run(tmp_path / "elsewhere", finished=True), tmp_path / "elsewhere", records)
+    scratch = _run(runs, finished=False)
+    assert restore(runs, records) == 1
+    assert json.loads((scratch / "metrics.json").read_text())["finished"] is True
+    assert not (scratch / "state.pt").exists()  # a stale resume state would be resumed over
+    assert restore(runs, records) == 0
