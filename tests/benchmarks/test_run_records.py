@@ -13,7 +13,9 @@ def _run(root: Path, finished: bool) -> Path:
     directory = root / "beauty" / "none-sasrec" / "abc123"
     directory.mkdir(parents=True)
     (directory / "config.yaml").write_text("dataset: beauty\n")
-    (directory / "metrics.json").write_text(json.dumps({"finished": finished, "test": {"hr@10": 0.1}}))
+    (directory / "metrics.json").write_text(
+        json.dumps({"finished": finished, "test": {"hr@10": 0.1}})
+    )
     (directory / "state.pt").write_bytes(b"resume state")
     (directory / "checkpoint.pt").write_bytes(b"weights")
     return directory
