@@ -52,13 +52,13 @@ def test_real_server_answers_with_json_schema(smol_server, key_in_env, tmp_path)
         "required": ["items"],
     }
     prompts = [f"Candidates: 1. soap 2. shampoo 3. lotion. Pick {n} as JSON." for n in (1, 2, 3)]
-    answers = chat.generate(prompts, max_tokens=24, json_schema=schema)
+    answers = chat.generate(prompts, max_tokens=64, json_schema=schema)
     assert len(answers) == 3
     assert chat.usage.calls == 3 and chat.usage.tokens_out > 0
     # Constrained decoding gives JSON (possibly cut short by max_tokens: then grounding copes).
     assert any(isinstance(json.loads(a), dict) for a in answers if a.rstrip().endswith("}"))
     rerun = openai_chat(smol_server.base_url, tmp_path / "c.sqlite")
-    assert rerun.generate(prompts, max_tokens=24, json_schema=schema) == answers
+    assert rerun.generate(prompts, max_tokens=64, json_schema=schema) == answers
     assert rerun.usage.calls == 0 and rerun.usage.cache_hits == 3
 
 

@@ -37,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from llmseqrec.errors import ConfigError
 from llmseqrec.text.cache import CacheKeyParts, ResponseCache, UsageCounters
 from llmseqrec.text.errors import LlmRequestError, ModelNotFoundError
-from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_gguf, require_path
+from llmseqrec.text.locate import model_fingerprint, offline_hub, require_path
+from llmseqrec.text.requant import resolve_gguf
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,11 @@ class ChatConfig(BaseModel):
     )
     gpu_layers: int = Field(
         0, ge=-1, description="llamacpp: layers offloaded to a GPU build (-1 = all)"
+    )
+    requantize: Literal["auto", "off", "q4_0", "q8_0"] = Field(
+        "auto",
+        description="llamacpp: convert the GGUF weights once (cached) to a type whose CPU kernels "
+        "batch parallel slots; auto = q4_0 for the packaged Q4_1 model, off for your own files",
     )
     concurrency: int = Field(8, ge=1, description="openai: requests in flight")
     timeout_s: float = Field(120.0, gt=0)
@@ -216,12 +222,12 @@ class LlamaCppBackend:
 
     def __init__(self, config: ChatConfig) -> None:
         self.config = config
-        self.path = (
-            require_path(config.model, "GGUF model file") if config.model else packaged_gguf()
-        )
-        if self.path.is_dir() or self.path.suffix.lower() != ".gguf":
-            raise ModelNotFoundError(f"the llamacpp backend needs a .gguf file, got {self.path}")
-        self.identity = config.model_identity or f"{self.path.name}#{model_fingerprint(self.path)}"
+        source, self.path, requantized = resolve_gguf(config.model, config.requantize)
+        # The identity names the source file and the conversion: the converted copy is a cache.
+        identity = f"{source.name}#{model_fingerprint(source)}"
+        if requantized:
+            identity += f"+{requantized}"
+        self.identity = config.model_identity or identity
         self.context_length = config.context_length or 2048
         self._server: Any = None
         self._load_lock = threading.Lock()

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from llmseqrec.text.locate import packaged_gguf, require_path
+from llmseqrec.text.requant import resolve_gguf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--alias", default=None, help="model name reported by /v1/models")
     parser.add_argument(
+        "--requantize",
+        default="auto",
+        choices=["auto", "off", "q4_0", "q8_0"],
+        help="convert the weights once (cached) for faster CPU batching; auto: the packaged model only",
+    )
+    parser.add_argument(
         "--api-key-env", default=None, help="NAME of an environment variable with the required key"
     )
     args = parser.parse_args(argv)
 
     import xllamacpp as xlc
 
-    model = require_path(args.model, "GGUF model file") if args.model else packaged_gguf()
+    _, model, _ = resolve_gguf(args.model, args.requantize)
     params = xlc.CommonParams()
     params.model.path = str(model)
     params.hostnames = [args.host]
