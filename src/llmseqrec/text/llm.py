@@ -90,7 +90,9 @@ class ChatConfig(BaseModel):
         ge=64,
         description="tokens per request (default: 2048 llamacpp, 8192 openai, model's own for transformers)",
     )
-    parallel_slots: int = Field(8, ge=1, description="llamacpp: requests decoded together")
+    parallel_slots: int = Field(
+        16, ge=1, description="llamacpp: requests decoded together (16: 2.15x one at a time on CPU)"
+    )
     threads: int | None = Field(
         None, ge=1, description="llamacpp: CPU threads (default: all cores)"
     )

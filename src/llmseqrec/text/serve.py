@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="GGUF file (default: the packaged SmolLM2-135M-Instruct)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--slots", type=int, default=4, help="parallel decoding slots")
+    parser.add_argument("--slots", type=int, default=16, help="parallel decoding slots")
     parser.add_argument("--context", type=int, default=2048, help="context tokens per slot")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--alias", default=None, help="model name reported by /v1/models")
