@@ -43,6 +43,7 @@ GRID = [
     }),
 ]  # fmt: skip
 RUNS = ROOT / "runs"
+NOTES = ROOT / "benchmarks" / "results" / "backbones.notes.md"
 
 
 # Engine variants, in the order the report prefers them: fp32, bf16 autocast, bf16 + length buckets.
@@ -126,6 +127,8 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                 metric = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k.endswith("@10") and not k.startswith("hr"))
                 lines.append(f"| {dataset} ({protocol}) | {model} | {seed} | {variant} | {metric} | {result['best_epoch'] + 1} | {result['seconds_per_epoch']:.1f} |")
         lines.append("")
+    if NOTES.exists():  # what the tables cannot say: provenance, what was tried, gaps
+        lines += [NOTES.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 
