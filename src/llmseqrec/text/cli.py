@@ -44,6 +44,12 @@ def check(
     prompt: Annotated[str, typer.Option(help="the prompt to answer")] = _SAMPLE_PROMPT,
     max_tokens: Annotated[int, typer.Option(min=1)] = 48,
     timeout: Annotated[float, typer.Option(help="seconds per request")] = 120.0,
+    requantize: Annotated[
+        str,
+        typer.Option(
+            help="llamacpp: auto | off | q4_0 | q8_0 (auto: Q4_0 copy of the packaged model)"
+        ),
+    ] = "auto",
 ) -> None:
     """Load a model, answer one prompt (bypassing the cache) and print its speed."""
     from llmseqrec.text.llm import ChatConfig, ChatModel
@@ -57,6 +63,7 @@ def check(
             use_cache=False,
             timeout_s=timeout,
             max_retries=1,
+            requantize=requantize,  # type: ignore[arg-type]
         )
         started = time.perf_counter()
         with ChatModel(config) as chat:
