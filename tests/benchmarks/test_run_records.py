@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from run_records import keep, restore  # noqa: E402
@@ -16,6 +18,7 @@ def _run(root: Path, finished: bool) -> Path:
     (directory / "metrics.json").write_text(
         json.dumps({"finished": finished, "test": {"hr@10": 0.1}})
     )
+    np.save(directory / "ranks_test.npy", np.arange(50, dtype=np.int64))
     (directory / "state.pt").write_bytes(b"resume state")
     (directory / "checkpoint.pt").write_bytes(b"weights")
     return directory
@@ -25,7 +28,7 @@ def test_keep_copies_only_the_small_record_of_a_finished_run(tmp_path):
     runs, records = tmp_path / "runs", tmp_path / "records"
     record = keep(_run(runs, finished=True), runs, records)
     assert record == records / "beauty" / "none-sasrec" / "abc123"
-    assert sorted(p.name for p in record.iterdir()) == ["config.yaml", "metrics.json"]
+    assert sorted(p.name for p in record.iterdir()) == ["config.yaml", "metrics.json", "ranks.npz"]
 
 
 def test_an_unfinished_run_is_not_kept(tmp_path):
@@ -41,4 +44,6 @@ def test_restore_replaces_an_unfinished_scratch_run_and_leaves_finished_ones(tmp
     assert restore(runs, records) == 1
     assert json.loads((scratch / "metrics.json").read_text())["finished"] is True
     assert not (scratch / "state.pt").exists()  # a stale resume state would be resumed over
+    ranks = np.load(scratch / "ranks_test.npy")
+    assert ranks.dtype == np.int64 and np.array_equal(ranks, np.arange(50))
     assert restore(runs, records) == 0
