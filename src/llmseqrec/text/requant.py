@@ -2,8 +2,9 @@
 
 On load, llama.cpp repacks Q4_0 weights into interleaved blocks that its CPU GEMM kernels read
 several rows at a time, so parallel slots share every weight load. Q4_1 (the packaged SmolLM2
-file) has no such path: its kernels compute one dot product per row and column, and batching
-eight prompts gained only 1.4x on this project's AVX2 machine (``benchmarks/results/llm_stage.md``).
+file) has no such path: its kernels compute one dot product per row and column, and 8-16
+parallel slots gained only 1.4-1.6x on this project's AVX2 machine, against 2.15x for the Q4_0
+copy (``benchmarks/results/llm_stage.md``).
 Converting once (dequantise, re-quantise with ``gguf``, the llama.cpp project's own Python
 package) takes seconds and is cached under ``$LLMSEQREC_CACHE/models``.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +48,7 @@ def requantized_gguf(source: Path, target: RequantTarget) -> Path:
     log.info("re-quantising %s to %s (once; cached at %s)", source.name, target, out)
     reader = gguf.GGUFReader(source)
     arch = reader.fields["general.architecture"].contents()
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     writer = gguf.GGUFWriter(tmp, arch)
     try:
         for field in reader.fields.values():
