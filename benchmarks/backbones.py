@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import RECORDS, keep, restore  # noqa: E402
 
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
@@ -97,7 +97,9 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     results.append(result)
                     seeds.append(seed)
                     engines.append(variant)
-                    dirs.append(str(run_directory(config, RUNS).relative_to(ROOT)))
+                    directory = run_directory(config, RUNS)
+                    record = RECORDS / directory.relative_to(RUNS)
+                    dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
                 body.append(f"| {model} | not run yet | | | | | |")
                 continue
