@@ -140,7 +140,7 @@ def main() -> None:
     # The packaged Q4_1 file as it is, then the Q4_0 copy the llamacpp backend loads by default
     # (``ChatConfig.requantize``): llama.cpp's CPU GEMM kernels batch only the latter.
     modes = {
-        "packaged Q4_1": ChatConfig(context_length=1024, threads=args.threads, requantize="off"),
+        "packaged Q4_1": base.model_copy(update={"requantize": "off"}),
         "Q4_0 copy (default)": base,
     }
     for weights, config in modes.items():
@@ -248,10 +248,10 @@ def main() -> None:
     for (workload, mode), row in sorted(
         results.items(), key=lambda kv: list(workloads).index(kv[0][0])
     ):
-        same = baseline(workload, mode)["all_tps" if workload == "user summaries" else "gen_tps"]
-        packaged = baseline(workload, "packaged Q4_1")
-        packaged = packaged["all_tps" if workload == "user summaries" else "gen_tps"]
-        mine = row["all_tps" if workload == "user summaries" else "gen_tps"]
+        rate = "all_tps" if workload == "user summaries" else "gen_tps"
+        same = baseline(workload, mode)[rate]
+        packaged = baseline(workload, "packaged Q4_1")[rate]
+        mine = row[rate]
         lines.append(
             f"| {workload} | {mode} | {row['wall']:.1f} | {row['tokens_in']} | {row['tokens_out']} | "
             f"{row['gen_tps']:.1f} | {row['all_tps']:.1f} | {mine / same:.2f}x | {mine / packaged:.2f}x |"
