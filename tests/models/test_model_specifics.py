@@ -1,4 +1,4 @@
-"""Model-specific checks: LRURec's scan vs recurrence, FMLP-Rec's causal filter, HSTU's bias."""
+"""Model-specific checks: LRURec's parallel form vs recurrence, FMLP-Rec's causal filter, HSTU's bias."""
 
 from __future__ import annotations
 
@@ -9,26 +9,33 @@ import torch
 
 from llmseqrec.models.base import Backbone
 from llmseqrec.models.fmlprec import causal_fft_conv
-from llmseqrec.models.lrurec import LRURec, complex_scan
+from llmseqrec.models.lrurec import LRURec, linear_recurrence
 
 
-def test_complex_scan_matches_loop() -> None:
-    u = torch.randn(3, 37, 5, dtype=torch.complex64)
-    lam = torch.polar(torch.rand(5) * 0.99, torch.rand(5) * 6.28)
-    h, expected = torch.zeros(3, 5, dtype=torch.complex64), []
-    for t in range(37):
+@pytest.mark.parametrize(("size", "chunks"), [(37, 1), (8, 5), (1, 3), (13, 2)])
+def test_linear_recurrence_matches_loop(size: int, chunks: int) -> None:
+    n, batch, length = 5, 3, size * chunks
+    u = torch.randn(batch, length, n, dtype=torch.complex64)
+    lam = torch.polar(torch.rand(n) * 0.99, torch.rand(n) * 6.28)
+    h, expected = torch.zeros(batch, n, dtype=torch.complex64), []
+    for t in range(length):
         h = lam * h + u[:, t]
         expected.append(h)
-    got = complex_scan(u, lam.abs().log(), lam.angle())
-    torch.testing.assert_close(got, torch.stack(expected, 1), atol=1e-5, rtol=1e-5)
+    # [B, L, n] complex -> [n, 2, C, G, B] real, and back.
+    laid_out = torch.stack([u.real, u.imag]).view(2, batch, chunks, size, n).permute(4, 0, 3, 2, 1)
+    got = linear_recurrence(laid_out, lam.abs().log(), lam.angle(), chunks)
+    got = got.permute(4, 3, 2, 0, 1).reshape(batch, length, n, 2)
+    torch.testing.assert_close(
+        torch.complex(got[..., 0], got[..., 1]), torch.stack(expected, 1), atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize(("r_min", "r_max"), [(0.0, 0.1), (0.8, 0.99)])
-@pytest.mark.parametrize("length", [1, 7, 16, 33])
+@pytest.mark.parametrize("length", [1, 7, 16, 33, 70, 131])
 def test_lrurec_parallel_equals_recurrent(
     r_min: float, r_max: float, length: int, make_small_model: Callable[..., Backbone]
 ) -> None:
-    model = make_small_model("lrurec", r_min=r_min, r_max=r_max, max_len=64).eval()
+    model = make_small_model("lrurec", r_min=r_min, r_max=r_max, max_len=160).eval()
     assert isinstance(model, LRURec)
     seqs = torch.randint(1, 21, (5, length))
     seqs[1, : length // 2] = 0

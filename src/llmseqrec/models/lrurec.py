@@ -2,8 +2,9 @@
 
 Each LRU layer runs the diagonal complex recurrence ``h_t = lambda * h_{t-1} + gamma * B x_t``
 (``lambda = exp(-exp(nu_log) + i exp(theta_log))``, ``gamma = exp(gamma_log)``) and reads
-``y_t = Re(C h_t)``. Training uses a log-depth parallel scan; :meth:`LRURec.step` runs the same
-layers one item at a time for incremental inference, with identical outputs.
+``y_t = Re(C h_t)``. Training evaluates the recurrence in parallel (chunked matrix form, see
+:func:`linear_recurrence`); :meth:`LRURec.step` runs the same layers one item at a time for
+incremental inference, with identical outputs.
 
 Padding: inputs at padding positions are zeroed before the recurrence, so with a zero initial
 state the state stays exactly zero through the left padding.
@@ -38,22 +39,64 @@ class LRURecConfig(BackboneConfig):
     max_phase: float = Field(2 * math.pi, gt=0.0)
 
 
-def complex_scan(u: torch.Tensor, log_mag: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """All states of ``h_t = lam * h_{t-1} + u_t`` (``h_{-1} = 0``) along dim 1, in log2(L) steps,
-    for ``lam = exp(log_mag + i * angle)``.
+# Chunk length of the blocked parallel form. Measured on CPU (fwd+bwd of one layer, 1 thread):
+# one chunk is fastest up to ~64 positions, ~32 beyond (L=200: 0.17 s vs 0.46 s unchunked and
+# 0.65 s for the earlier log-depth complex scan, which was bound by memory traffic).
+CHUNK = 32
 
-    Hillis-Steele scan: after the step with shift ``k`` each ``h_t`` holds the sum over the
-    last ``2k`` inputs, so the step adds ``lam^k * h_{t-k}``. ``lam^k`` is formed in polar form
-    (``|lam|^k``, ``k * angle``) rather than by repeated squaring, which keeps it accurate.
-    """
-    length = u.size(1)
-    h = u
-    k = 1
-    while k < length:
-        lam_k = torch.polar(torch.exp(k * log_mag), k * angle)
-        h = torch.cat([h[:, :k], h[:, k:] + lam_k * h[:, :-k]], dim=1)
-        k *= 2
-    return h
+
+def lag_matrix(log_mag: torch.Tensor, angle: torch.Tensor, length: int) -> torch.Tensor:
+    """``[n, 2L, 2L]`` real form of the causal kernel ``lam^(t-s)`` (``t >= s``, else 0) for
+    ``lam = exp(log_mag + i * angle)``: it maps ``[Re u; Im u]`` of a length-L input to
+    ``[Re h; Im h]`` of ``h_t = lam * h_{t-1} + u_t`` (``h_{-1} = 0``). Powers are formed in
+    polar form (``|lam|^k``, ``k * angle``), which keeps them accurate for long lags."""
+    pos = torch.arange(length, device=log_mag.device)
+    lag = pos[:, None] - pos[None, :]
+    lag_f = lag.clamp(min=0).to(log_mag.dtype)
+    mag = torch.exp(lag_f * log_mag[:, None, None]) * (lag >= 0)
+    phase = lag_f * angle[:, None, None]
+    re, im = mag * torch.cos(phase), mag * torch.sin(phase)
+    return torch.cat([torch.cat([re, -im], 2), torch.cat([im, re], 2)], 1)
+
+
+def power_matrix(log_mag: torch.Tensor, angle: torch.Tensor, length: int) -> torch.Tensor:
+    """``[n, 2L, 2]``: row ``i`` applies ``lam^(i+1)`` to a state ``[Re; Im]`` (the contribution
+    of the state entering a chunk to its i-th output)."""
+    k = torch.arange(1, length + 1, device=log_mag.device, dtype=log_mag.dtype)
+    mag = torch.exp(k * log_mag[:, None])
+    phase = k * angle[:, None]
+    re, im = mag * torch.cos(phase), mag * torch.sin(phase)
+    return torch.cat([torch.stack([re, -im], -1), torch.stack([im, re], -1)], 1)
+
+
+def linear_recurrence(
+    u: torch.Tensor,
+    log_mag: torch.Tensor,
+    angle: torch.Tensor,
+    chunks: int,
+    log_gain: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """All states of ``h_t = lam * h_{t-1} + gain * u_t`` (``gain = exp(log_gain)``, default 1)
+    for ``u`` laid out ``[n, 2, C, G, B]`` (state channel, re/im, position in chunk, chunk,
+    batch; time = chunk * C + position).
+
+    Blocked parallel form: within each chunk one batched matmul with :func:`lag_matrix`; the
+    state at each chunk's end is propagated across chunks by the same kernel with ``lam^C``,
+    and added back through :func:`power_matrix`. Every step is a dense matmul, so the
+    recurrence costs a few passes over memory instead of ``log2(L)`` elementwise sweeps."""
+    n, _, size, _, batch = u.shape
+    kernel = lag_matrix(log_mag, angle, size)
+    if log_gain is not None:
+        kernel = kernel * torch.exp(log_gain).view(n, 1, 1)
+    h = torch.bmm(kernel, u.reshape(n, 2 * size, chunks * batch))
+    h = h.view(n, 2, size, chunks, batch)
+    if chunks == 1:
+        return h
+    ends = h[:, :, size - 1].reshape(n, 2 * chunks, batch)
+    states = torch.bmm(lag_matrix(size * log_mag, size * angle, chunks), ends)
+    entering = nn.functional.pad(states.view(n, 2, chunks, batch)[:, :, :-1], (0, 0, 1, 0))
+    carried = torch.bmm(power_matrix(log_mag, angle, size), entering.reshape(n, 2, -1))
+    return h + carried.view(n, 2, size, chunks, batch)
 
 
 class LRULayer(nn.Module):
@@ -95,10 +138,30 @@ class LRULayer(nn.Module):
         return self.norm(x + self.dropout(y))
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        # The scan is in complex float32: autocast has no complex bf16, and lambda^k needs range.
+        batch, length, d = x.shape
+        n = self.state_size
+        chunks = 1 if length <= 2 * CHUNK else math.ceil(length / CHUNK)
+        size = math.ceil(length / chunks)
+        pad = chunks * size - length  # left padding: zero inputs keep the zero initial state
+        # Time and batch go last so that the projections and the recurrence are plain matmuls
+        # with no transposes of the 2n-wide state; only the d-wide input and output are permuted.
+        # In fp32 throughout: autocast has no benefit at these sizes and lambda^k needs range.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            h = complex_scan(self._input(x, keep), *self.log_eigenvalues())
-        return self._output(h, x)
+            x_in = nn.functional.pad(x.float() * keep, (0, 0, pad, 0))
+            keep_in = nn.functional.pad(keep.float(), (0, 0, pad, 0))
+            # The bias enters as one more input row (the keep mask), so padding positions get
+            # neither input nor bias and the whole input map is a single matmul.
+            x_t = torch.cat([x_in, keep_in], -1).view(batch, chunks, size, d + 1)
+            x_t = x_t.permute(3, 2, 1, 0).reshape(d + 1, -1)
+            # in_proj rows are [Re (n); Im (n)]; regroup them per state channel.
+            w_in = torch.cat([self.in_proj.weight, self.in_proj.bias[:, None]], 1)
+            w_in = w_in.view(2, n, d + 1).transpose(0, 1).reshape(2 * n, d + 1)
+            u = torch.mm(w_in, x_t).view(n, 2, size, chunks, batch)
+            h = linear_recurrence(u, *self.log_eigenvalues(), chunks, self.gamma_log.float())
+            w_out = self.out_proj.weight.view(d, 2, n).transpose(1, 2).reshape(d, 2 * n)
+            y = torch.addmm(self.out_proj.bias[:, None], w_out, h.reshape(2 * n, -1))
+            y = y.view(d, size, chunks, batch).permute(3, 2, 1, 0).reshape(batch, -1, d)
+        return self.norm(x + self.dropout(y[:, pad:].to(x.dtype)))
 
     def step(
         self, x: torch.Tensor, keep: torch.Tensor, state: torch.Tensor
