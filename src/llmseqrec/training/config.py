@@ -87,11 +87,16 @@ def _max_len_for(dataset: str) -> int:
     return 200 if dataset.lower() in ("ml-1m", "ml1m", "movielens-1m") else 50
 
 
-def protocol_settings(protocol: str, dataset: str) -> dict[str, Any]:
+def protocol_settings(protocol: str, dataset: str, model: str = "sasrec") -> dict[str, Any]:
     """The benchmark protocols of ../shared/design/benchmarks.md as nested overrides."""
     if protocol == "p-lru":
+        backbone: dict[str, Any] = {"max_len": _max_len_for(dataset), "dropout": 0.2}
+        if model == "lrurec":
+            # p-lru reproduces LRURec's published runs, which its code made with the eigenvalue
+            # ring at [0.8, 0.99] (LRULayer's defaults there), not the model's default ring.
+            backbone.update(r_min=0.8, r_max=0.99)
         return {
-            "backbone": {"max_len": _max_len_for(dataset), "dropout": 0.2},
+            "backbone": backbone,
             "train": {
                 "loss": "ce",
                 "optimizer": "adamw",
@@ -206,7 +211,7 @@ def build_run_config(
         data = _deep_merge(data, {k: v for k, v in loaded.items() if v is not None})
         protocol = data.get("protocol")
     if protocol:
-        data = _deep_merge(data, protocol_settings(protocol, data["dataset"]))
+        data = _deep_merge(data, protocol_settings(protocol, data["dataset"], data["model"]))
     extra = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
     data = _deep_merge(data, extra)
     config = RunConfig.model_validate(data)
