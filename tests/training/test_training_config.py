@@ -58,8 +58,9 @@ def test_config_round_trips_through_yaml_with_the_same_run_name():
 def test_p_lru_gives_lrurec_the_ring_of_its_published_runs_and_only_lrurec():
     lrurec = build_run_config("ml-1m", "lrurec", protocol="p-lru")
     assert (lrurec.backbone["r_min"], lrurec.backbone["r_max"]) == (0.8, 0.99)
+    assert lrurec.backbone["item_bias"] is True
     # Other backbones have no eigenvalues: the preset must not hand them the option.
     sasrec = build_run_config("ml-1m", "sasrec", protocol="p-lru")
-    assert "r_min" not in sasrec.backbone
+    assert "r_min" not in sasrec.backbone and "item_bias" not in sasrec.backbone
     # The model's own default ring stays outside p-lru.
     assert "r_min" not in build_run_config("beauty", "lrurec", protocol="p-cl").backbone

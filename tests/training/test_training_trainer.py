@@ -119,6 +119,36 @@ def test_pause_and_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     assert "resume" in events and events.count("epoch") == 4
 
 
+def test_resume_after_a_kill_between_log_and_state_logs_each_epoch_once(tiny, tmp_path):
+    """The kill can land after an epoch's log line and before its state is saved: the epoch
+    is redone on resume and must not appear twice (nor a torn half line stay)."""
+    overrides = {
+        "name": "torn",
+        "train": {"epochs": 3, "patience": 10, "max_minutes": 1e-6},
+        "backbone": {"max_len": 20, "hidden_size": 16},
+    }
+    first, directory = train_run(
+        build_run_config("tiny", "sasrec", overrides=overrides), tiny, root=tmp_path, progress=False
+    )
+    assert first["finished"] is False and first["epoch"] == 0
+    log_path = directory / "log.jsonl"
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    epoch_zero = next(line for line in lines if line["event"] == "epoch")
+    with open(log_path, "a") as handle:  # epoch 1 logged, its state never written
+        handle.write(json.dumps({**epoch_zero, "epoch": 1}) + "\n" + '{"event": "epo')
+    del overrides["train"]["max_minutes"]
+    result, _ = train_run(
+        build_run_config("tiny", "sasrec", overrides=overrides), tiny, root=tmp_path, progress=False
+    )
+    assert result["finished"]
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in log_path.read_text().splitlines()
+        if json.loads(line)["event"] == "epoch"
+    ]
+    assert epochs == [0, 1, 2]
+
+
 def test_killed_process_resumes_from_last_epoch(home):
     """Kill ``llmseqrec train`` with SIGKILL mid-run, rerun the same command: it continues."""
     command = [sys.executable, "-m", "llmseqrec.cli", "train", "--dataset", "tiny", "--model", "sasrec",
@@ -226,3 +256,52 @@ def test_run_records_enhancer_defaults_and_refuses_changed_ones(home, monkeypatc
     )
     with pytest.raises(ConfigError, match="similarity"):
         train_run(config, load("tiny"), progress=False)
+
+
+def test_item_bias_head_matches_plain_logits_and_is_learned(tiny, tmp_path):
+    """The bias rides as an extra column: loss and gradients equal CE over ``h @ E.T + b``."""
+    import torch.nn.functional as F
+
+    from llmseqrec.models.registry import build_backbone
+    from llmseqrec.training.losses import fused_softmax_ce
+    from llmseqrec.training.recommender import Recommender
+
+    torch.manual_seed(0)
+    model = Recommender(build_backbone("lrurec", 30, {"max_len": 8, "item_bias": True}))
+    with torch.no_grad():
+        model.backbone.item_score_bias.normal_()
+    hidden = torch.randn(11, model.item_table().shape[1], requires_grad=True)
+    targets = torch.randint(1, 31, (11,))
+    augmented, table = model.head(hidden)
+    fused = fused_softmax_ce(augmented, table[1:], targets - 1)
+    fused.backward()
+    fused_grads = (hidden.grad.clone(), model.backbone.item_score_bias.grad.clone())
+    hidden.grad = None
+    model.zero_grad()
+    logits = hidden @ model.item_table()[1:].T + model.item_bias()[1:]
+    plain = F.cross_entropy(logits, targets - 1)
+    plain.backward()
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(fused_grads[0], hidden.grad)
+    torch.testing.assert_close(fused_grads[1], model.backbone.item_score_bias.grad)
+
+    for loss in ("ce", "bce"):
+        config = build_run_config(
+            "tiny",
+            "sasrec",
+            overrides={
+                "train": {"epochs": 2, "loss": loss},
+                "backbone": {"max_len": 20, "hidden_size": 16, "item_bias": True},
+            },
+        )
+        result, directory = train_run(config, tiny, root=tmp_path / loss, progress=False)
+        run = Run.load(directory, tiny)
+        bias = run.model.item_bias()
+        assert result["finished"] and bias is not None and bias[1:].abs().sum() > 0
+        histories = torch.from_numpy(
+            left_pad(tiny.split.train_offsets, tiny.split.train_items, 20, np.arange(4))
+        )
+        with torch.no_grad():
+            rep = run.model.sequence_representation(histories)
+            expected = rep @ run.model.item_table().T + bias
+            torch.testing.assert_close(run.model.score_last(histories), expected)

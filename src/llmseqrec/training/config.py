@@ -93,8 +93,9 @@ def protocol_settings(protocol: str, dataset: str, model: str = "sasrec") -> dic
         backbone: dict[str, Any] = {"max_len": _max_len_for(dataset), "dropout": 0.2}
         if model == "lrurec":
             # p-lru reproduces LRURec's published runs, which its code made with the eigenvalue
-            # ring at [0.8, 0.99] (LRULayer's defaults there), not the model's default ring.
-            backbone.update(r_min=0.8, r_max=0.99)
+            # ring at [0.8, 0.99] (LRULayer's defaults there), not the model's default ring,
+            # and with a learned per-item bias on the scores.
+            backbone.update(r_min=0.8, r_max=0.99, item_bias=True)
         return {
             "backbone": backbone,
             "train": {

@@ -30,6 +30,20 @@ class Recommender(nn.Module):
         """``[N+1, d]``: row 0 is padding and never a candidate."""
         return self.backbone.item_embeddings()
 
+    def item_bias(self) -> torch.Tensor | None:
+        """``[N+1]`` score bias of each item, or None when the head has none."""
+        return self.backbone.item_biases()
+
+    def head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hidden', table')`` with ``hidden' @ table'.T`` = the logits, bias included: the
+        bias rides as one more column (a constant 1 in ``hidden'``), so every loss that takes a
+        hidden/table pair (the fused CE, sampled BCE) learns it without a code path of its own."""
+        table, bias = self.item_table(), self.item_bias()
+        if bias is None:
+            return hidden, table
+        ones = torch.ones(*hidden.shape[:-1], 1, dtype=hidden.dtype, device=hidden.device)
+        return torch.cat([hidden, ones], -1), torch.cat([table, bias[:, None].to(table.dtype)], -1)
+
     def inference_input(self, histories: torch.Tensor) -> torch.Tensor:
         """Masked models read a trailing mask token; causal models read the history as is."""
         if self.objective == "masked":
@@ -44,4 +58,6 @@ class Recommender(nn.Module):
 
     def score_last(self, histories: torch.Tensor) -> torch.Tensor:
         """``[B, N+1]`` scores for the item after each history (column 0 = padding)."""
-        return self.sequence_representation(histories) @ self.item_table().T
+        scores = self.sequence_representation(histories) @ self.item_table().T
+        bias = self.item_bias()
+        return scores if bias is None else scores + bias

@@ -120,7 +120,7 @@ class Trainer:
             batch.weights[:, None].expand_as(targets)[where] if batch.weights is not None else None
         )
         normaliser = float(where.sum())
-        table = model.item_table()
+        hidden, table = model.head(hidden)
         if self.config.train.loss == "ce":
             dtype = torch.bfloat16 if self.config.train.bf16 else torch.float32
             loss = fused_softmax_ce(
@@ -167,6 +167,27 @@ class Trainer:
             "history": json.dumps(history),
         }
 
+    def _drop_logged_epochs_from(self, epoch: int) -> None:
+        """A process killed after logging an epoch but before saving its state redoes that
+        epoch on resume: drop its line so that the log holds each epoch once."""
+        path = self.run_dir / "log.jsonl"
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+        def keep(line: str) -> bool:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # torn by the kill mid-write
+                return False
+            return not (record.get("event") == "epoch" and record.get("epoch", -1) >= epoch)
+
+        kept = [line for line in lines if keep(line)]
+        if len(kept) != len(lines):
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, path)
+
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
@@ -190,6 +211,7 @@ class Trainer:
             best = state["best"]
             history = json.loads(state["history"])
             start_epoch = state["epoch"] + 1
+            self._drop_logged_epochs_from(start_epoch)
             self._log({"event": "resume", "epoch": start_epoch})
             log.info("resuming %s at epoch %d", self.run_dir, start_epoch)
         else:
