@@ -67,6 +67,22 @@ def read_result(config) -> dict | None:
     return None
 
 
+def unfinished(config, metric: str) -> str | None:
+    """How far an unfinished run has got (validation only: test is read once, at the end)."""
+    log = run_directory(config, RUNS) / "log.jsonl"
+    if not log.exists():
+        return None
+    epochs = [json.loads(line) for line in log.read_text().splitlines() if '"event": "epoch"' in line]
+    validated = [e for e in epochs if "valid" in e]
+    if not validated:
+        return f"seed {config.train.seed}: {len(epochs)} epochs, not validated yet"
+    best = max(validated, key=lambda e: e["valid"][config.train.select_metric])
+    return (
+        f"seed {config.train.seed}: {len(epochs)} epochs so far, best validation {metric} "
+        f"{best['valid'][metric]:.4f} at epoch {best['epoch'] + 1} (test not read until it ends)"
+    )
+
+
 def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
     lines = [
         "# Backbone accuracy vs published anchors",
@@ -101,7 +117,11 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     record = RECORDS / directory.relative_to(RUNS)
                     dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
-                body.append(f"| {model} | not run yet | | | | | |")
+                seed_configs = configs(dataset, protocol, [model], multi, False, epochs)
+                progress = [unfinished(config, m1) for _, _, config in seed_configs]
+                progress = [text for text in progress if text]
+                status = "unfinished" if progress else "not run yet"
+                body.append(f"| {model} | {status} | | | | | {'; '.join(progress)} |")
                 continue
             a = np.array([r["test"][m1] for r in results])
             b = np.array([r["test"][m2] for r in results])
