@@ -41,12 +41,12 @@ def test_restore_replaces_an_unfinished_scratch_run_and_leaves_finished_ones(tmp
     runs, records = tmp_path / "runs", tmp_path / "records"
     keep(_run(tmp_path / "elsewhere", finished=True), tmp_path / "elsewhere", records)
     scratch = _run(runs, finished=False)
-    assert restore(runs, records) == 1
+    assert restore(runs, records, tmp_path / "parked") == 1
     assert json.loads((scratch / "metrics.json").read_text())["finished"] is True
     assert not (scratch / "state.pt").exists()  # a stale resume state would be resumed over
     ranks = np.load(scratch / "ranks_test.npy")
     assert ranks.dtype == np.int64 and np.array_equal(ranks, np.arange(50))
-    assert restore(runs, records) == 0
+    assert restore(runs, records, tmp_path / "parked") == 0
 
 
 def _log_epochs(directory: Path, n: int) -> None:
