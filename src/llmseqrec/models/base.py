@@ -3,9 +3,9 @@
 A backbone turns a batch of LEFT-padded item sequences ``[B, L]`` (0 = padding, the most recent
 item at position ``L-1``) into hidden states ``[B, L, d]``: ``encode(item_seq)``. The trainer owns
 the scoring head: ``logits = states @ item_embeddings().T`` over items ``0..N`` (tied weights;
-column 0 is padding and is never a target), plus a learned per-item bias when ``item_bias`` is set. Causal backbones (``objective = "causal"``) must
-not let position ``t`` see positions ``> t``; the trainer reads position ``t`` as the prediction
-of item ``t+1``. Bidirectional backbones (BERT4Rec, ``objective = "masked"``) are trained on
+column 0 is padding and is never a target), plus a learned per-item bias when ``item_bias`` is
+set. Causal backbones (``objective = "causal"``) must not let position ``t`` see positions
+``> t``; the trainer reads position ``t`` as the prediction of item ``t+1``. Bidirectional backbones (BERT4Rec, ``objective = "masked"``) are trained on
 masked items, with ``mask_token`` = ``n_items + 1``, and predict by a trailing mask token.
 """
 

@@ -58,6 +58,5 @@ class Recommender(nn.Module):
 
     def score_last(self, histories: torch.Tensor) -> torch.Tensor:
         """``[B, N+1]`` scores for the item after each history (column 0 = padding)."""
-        scores = self.sequence_representation(histories) @ self.item_table().T
-        bias = self.item_bias()
-        return scores if bias is None else scores + bias
+        hidden, table = self.head(self.sequence_representation(histories))
+        return hidden @ table.T

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from llmseqrec.data.cache import atomic_write_text
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer
 from llmseqrec.evaluation.groups import grouped_metrics, item_popularity_groups, user_length_groups
@@ -184,9 +185,7 @@ class Trainer:
 
         kept = [line for line in lines if keep(line)]
         if len(kept) != len(lines):
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
