@@ -8,7 +8,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from run_records import keep, park, restore  # noqa: E402
+from run_records import keep, restore  # noqa: E402
 
 
 def _run(root: Path, finished: bool) -> Path:
@@ -41,39 +41,9 @@ def test_restore_replaces_an_unfinished_scratch_run_and_leaves_finished_ones(tmp
     runs, records = tmp_path / "runs", tmp_path / "records"
     keep(_run(tmp_path / "elsewhere", finished=True), tmp_path / "elsewhere", records)
     scratch = _run(runs, finished=False)
-    assert restore(runs, records, tmp_path / "parked") == 1
+    assert restore(runs, records) == 1
     assert json.loads((scratch / "metrics.json").read_text())["finished"] is True
     assert not (scratch / "state.pt").exists()  # a stale resume state would be resumed over
     ranks = np.load(scratch / "ranks_test.npy")
     assert ranks.dtype == np.int64 and np.array_equal(ranks, np.arange(50))
-    assert restore(runs, records, tmp_path / "parked") == 0
-
-
-def _log_epochs(directory: Path, n: int) -> None:
-    lines = [json.dumps({"event": "epoch", "epoch": i}) for i in range(n)]
-    (directory / "log.jsonl").write_text("\n".join(lines) + "\n")
-
-
-def test_a_parked_run_resumes_in_a_fresh_clone_and_its_copy_goes_when_it_finishes(tmp_path):
-    runs, records, parked = tmp_path / "runs", tmp_path / "records", tmp_path / "parked"
-    scratch = _run(runs, finished=False)
-    (scratch / "metrics.json").unlink()
-    _log_epochs(scratch, 5)
-    copy = park(scratch, runs, parked)
-    assert (copy / "state.pt").read_bytes() == b"resume state"
-    assert (copy / "checkpoint.pt").exists() and not (copy / "ranks_test.npy").exists()
-
-    fresh = tmp_path / "fresh-runs"  # a fresh clone: no runs/ at all
-    assert restore(fresh, records, parked) == 1
-    resumed = fresh / "beauty" / "none-sasrec" / "abc123"
-    assert (resumed / "state.pt").read_bytes() == b"resume state"
-    assert restore(fresh, records, parked) == 0  # already there
-
-    _log_epochs(resumed, 9)  # this machine got further than the parked copy: keep its state
-    (resumed / "state.pt").write_bytes(b"newer state")
-    assert restore(fresh, records, parked) == 0
-    assert (resumed / "state.pt").read_bytes() == b"newer state"
-
-    (resumed / "metrics.json").write_text(json.dumps({"finished": True, "test": {}}))
-    keep(resumed, fresh, records, parked)
-    assert not copy.exists()
+    assert restore(runs, records) == 0
