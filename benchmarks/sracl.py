@@ -3,15 +3,17 @@ the paper's Table 2/3 figures alongside and the LLM stage cost. Resumable: finis
 back, interrupted ones continue (run directories are named by config hash); the LLM stage resumes
 from the response cache.
 
-    python benchmarks/sracl.py --datasets office --rows sasrec,cl4srec,duorec,sracl-raw \\
-        --seeds 42 --epochs 30 --max-minutes 20
-    python benchmarks/sracl.py --datasets office --llm-stage [--llm-limit 500]   # summaries only
+    python benchmarks/sracl.py --datasets office --rows sasrec,cl4srec,duorec,sracl-raw --seeds 42
+    python benchmarks/sracl.py --datasets office --llm-stage [--llm-limit 500] [--llm-threads 1]
     python benchmarks/sracl.py --report-only                                     # rewrite the md
 
-Rows: sasrec, gru4rec, cl4srec, duorec, sracl (LLM summaries), sracl-raw (raw-text ablation),
-sracl-wo-cs, sracl-wo-is, sracl-unlearnable (these three on --ablation-text, default llm),
-sracl-gru4rec (SRA-CL on GRU4Rec, --ablation-text). ``w/o CL`` is SASRec itself: with both
-losses off the enhancer adds no loss, no parameter and draws no random number.
+Rows: sasrec, gru4rec, cl4srec, duorec; sracl (LLM summaries) and its ablations sracl-wo-cs,
+sracl-wo-is, sracl-unlearnable, sracl-gru4rec (SRA-CL on GRU4Rec); the same five with raw item
+text instead of LLM summaries (sracl-raw, sracl-raw-wo-cs, ...). ``w/o CL`` is SASRec itself:
+with both losses off the enhancer adds no loss, no parameter and draws no random number.
+Every SRA-CL row encodes --cs-sample (default 3) of the k=10 neighbours per step for the
+cross-sequence positive (the paper: all k); raw-text rows average the history items' text
+embeddings for the user vector. Both are stated in the report.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
 RUNS = ROOT / "runs"
 OUT = ROOT / "benchmarks" / "results" / "sracl.md"
+NOTES = ROOT / "benchmarks" / "results" / "sracl.notes.md"  # hand-written, appended to the report
 DATASETS = ["beauty", "yelp", "office"]
 SEEDS = [42, 43, 44]
 MULTI_SEED = {"sasrec", "duorec", "sracl"}
@@ -45,9 +48,13 @@ MULTI_SEED = {"sasrec", "duorec", "sracl"}
 # machine gets through more users; part of the artefact hash, so rows always say what they used.
 LLM = {"user_tokens": 64, "item_tokens": 48, "chat": {"parallel_slots": 8, "threads": 2}}
 ALL_ROWS = [
-    "sasrec", "cl4srec", "duorec", "sracl", "sracl-raw", "sracl-wo-cs", "sracl-wo-is",
-    "sracl-unlearnable", "gru4rec", "sracl-gru4rec",
+    "sasrec", "cl4srec", "duorec", "sracl", "sracl-wo-cs", "sracl-wo-is", "sracl-unlearnable",
+    "sracl-raw", "sracl-raw-wo-cs", "sracl-raw-wo-is", "sracl-raw-unlearnable",
+    "gru4rec", "sracl-gru4rec", "sracl-raw-gru4rec",
 ]  # fmt: skip
+# Raw-text rows average the history items' text embeddings for the user vector: embedding the
+# concatenated history text of every user costs hours of MiniLM on 2 cores.
+RAW = {"text_source": "raw", "raw_user": "mean"}
 # Paper figures (HR@10, NDCG@10), SRA-CL paper Table 2 as noted in shared/design/benchmarks.md.
 PAPER = {
     "beauty": {"sasrec": (0.0612, 0.0336), "duorec": (0.0841, 0.0444), "sracl": (0.0924, 0.0469)},
@@ -63,35 +70,34 @@ LABEL = {
     "sracl-wo-cs": "SRA-CL w/o L_CS",
     "sracl-wo-is": "SRA-CL w/o L_IS",
     "sracl-unlearnable": "SRA-CL unlearnable",
+    "sracl-raw-wo-cs": "SRA-CL raw-text w/o L_CS",
+    "sracl-raw-wo-is": "SRA-CL raw-text w/o L_IS",
+    "sracl-raw-unlearnable": "SRA-CL raw-text unlearnable",
     "gru4rec": "GRU4Rec",
     "sracl-gru4rec": "SRA-CL on GRU4Rec",
+    "sracl-raw-gru4rec": "SRA-CL raw-text on GRU4Rec",
 }
 
 
-def row_spec(row: str, ablation_text: str, raw_user: str = "concat") -> tuple[str, str, dict]:
+def row_spec(row: str) -> tuple[str, str, dict]:
     """(model, method, enhancer options)."""
-    raw = (
-        {"text_source": "raw"}
-        if raw_user == "concat"
-        else {"text_source": "raw", "raw_user": raw_user}
-    )
-    text = raw if ablation_text == "raw" else dict(LLM)
+    text = RAW if "-raw" in row else dict(LLM)
+    ablation = row.replace("-raw", "")
     return {
         "sasrec": ("sasrec", "none", {}),
         "gru4rec": ("gru4rec", "none", {}),
         "cl4srec": ("sasrec", "cl4srec", {}),
         "duorec": ("sasrec", "duorec", {}),
-        "sracl": ("sasrec", "sracl", dict(LLM)),
-        "sracl-raw": ("sasrec", "sracl", raw),
+        "sracl": ("sasrec", "sracl", text),
         "sracl-wo-cs": ("sasrec", "sracl", {**text, "use_cs": False}),
         "sracl-wo-is": ("sasrec", "sracl", {**text, "use_is": False}),
         "sracl-unlearnable": ("sasrec", "sracl", {**text, "unlearnable": True}),
         "sracl-gru4rec": ("gru4rec", "sracl", text),
-    }[row]
+    }[ablation]
 
 
 def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
-    model, method, options = row_spec(row, args.ablation_text, args.raw_user)
+    model, method, options = row_spec(row)
     overrides = {
         "backbone": {"max_len": 20},
         "train": {"seed": seed, "threads": 1},
@@ -293,7 +299,10 @@ def report(args: argparse.Namespace) -> None:
         "`runs/`. Every figure: leave-one-out, full ranking over all items, history NOT masked, "
         "max len 20, d=64, 2 layers, 2 heads, dropout 0.5, Adam lr 1e-3, batch 256, CE loss, "
         "selection on validation NDCG@10 (patience as stated per table); test read once per run. "
-        "Mean ± sample sd over the seeds listed. Machine: 2 shared CPU cores, no GPU.",
+        "Mean ± sample sd over the seeds listed. Machine: 2 shared CPU cores, no GPU. "
+        f"SRA-CL rows: k = 10 neighbours, the cross-sequence positive synthesised from "
+        f"{args.cs_sample or 'all'} of them per step (the paper: all); raw-text rows: items "
+        "embedded from their own text, users as the mean of their training items' embeddings.",
         "",
     ]
     import copy
@@ -312,8 +321,9 @@ def report(args: argparse.Namespace) -> None:
         cov = coverage(dataset)
         if cov:
             lines += [
-                "LLM stage (packaged SmolLM2-135M-Instruct Q4_1 via xllamacpp, in-process on the "
-                "2 shared CPU cores; user summaries <= 64 answer tokens, item summaries <= 48):",
+                "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "
+                "machine's CPU cores; model column = the weights as loaded, `+q4_0` = the "
+                "re-quantised copy; user summaries <= 64 answer tokens, item summaries <= 48):",
                 "",
             ]
             lines += [
@@ -347,21 +357,21 @@ def main() -> None:
     parser.add_argument(
         "--patience", type=int, default=None, help="early-stop patience (default 10)"
     )
-    parser.add_argument("--ablation-text", choices=["llm", "raw"], default="llm")
     parser.add_argument(
         "--cs-sample",
         type=int,
-        default=None,
-        help="SRA-CL: neighbours computed per step (default all k)",
-    )
-    parser.add_argument(
-        "--raw-user",
-        choices=["concat", "mean"],
-        default="concat",
-        help="raw-text rows: embed the concatenated history, or average its item embeddings",
+        default=3,
+        help="SRA-CL: neighbours whose sequences are encoded per step for the cross-sequence "
+        "positive (default 3 of k=10, a CPU knob; 0 = all k, as the paper)",
     )
     parser.add_argument("--llm-stage", action="store_true", help="run only the LLM stage")
     parser.add_argument("--llm-limit", type=int, default=None)
+    parser.add_argument(
+        "--llm-threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads for the LLM stage (default 2; not part of the artefact hash)",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "--settings",
@@ -369,7 +379,9 @@ def main() -> None:
         help="report tables for these epoch-cap:patience pairs, e.g. 20:10,40:40 "
         "(default: the --epochs/--patience given)",
     )
-    parser.add_argument("--notes", default="", help="file whose text is appended to the report")
+    parser.add_argument(
+        "--notes", default=str(NOTES), help="file whose text is appended to the report"
+    )
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
     datasets = args.datasets.split(",")
@@ -381,6 +393,8 @@ def main() -> None:
     )
     notes_file = Path(args.notes) if args.notes else None
     args.notes = notes_file.read_text() if notes_file and notes_file.exists() else ""
+    if args.llm_threads:
+        LLM["chat"] = {**LLM["chat"], "threads": args.llm_threads}
     if args.llm_stage:
         for dataset in datasets:
             print(dataset, json.dumps(llm_stage(dataset, args.llm_limit)))
