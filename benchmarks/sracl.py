@@ -133,7 +133,7 @@ def read_result(config) -> dict | None:
     return None
 
 
-def llm_stage(dataset_name: str, limit: int | None) -> dict:
+def llm_stage(dataset_name: str, limit: int | None, threads: int | None = None) -> dict:
     from llmseqrec.enhancers.sracl import (
         LlmStageIncomplete,
         SraclOptions,
@@ -143,15 +143,17 @@ def llm_stage(dataset_name: str, limit: int | None) -> dict:
     )
 
     dataset = ensure_prepared(dataset_name)
-    options = SraclOptions(**LLM, llm_limit=limit)
+    # Threads only change how the stage runs, so they stay out of LLM (training runs hash it).
+    stage = {**LLM, "chat": {**LLM["chat"], **({"threads": threads} if threads else {})}}
+    options = SraclOptions(**stage, llm_limit=limit)
     workdir = paths.cache_root() / dataset.name / "sracl"
     try:
         directory = prepare_artefacts(dataset, options, workdir)
         return json.loads((directory / "cost.json").read_text())
     except LlmStageIncomplete as error:
         print(error)
-    with make_chat(SraclOptions(**LLM)) as chat:
-        return run_llm_stage(dataset, SraclOptions(**LLM, llm_limit=0), chat, progress=False)[
+    with make_chat(SraclOptions(**stage)) as chat:
+        return run_llm_stage(dataset, SraclOptions(**stage, llm_limit=0), chat, progress=False)[
             "cost"
         ]
 
@@ -370,7 +372,7 @@ def main() -> None:
         "--llm-threads",
         type=int,
         default=None,
-        help="llama.cpp threads for the LLM stage (default 2; not part of the artefact hash)",
+        help="llama.cpp threads for --llm-stage (default 2; not part of any hash)",
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
@@ -393,11 +395,9 @@ def main() -> None:
     )
     notes_file = Path(args.notes) if args.notes else None
     args.notes = notes_file.read_text() if notes_file and notes_file.exists() else ""
-    if args.llm_threads:
-        LLM["chat"] = {**LLM["chat"], "threads": args.llm_threads}
     if args.llm_stage:
         for dataset in datasets:
-            print(dataset, json.dumps(llm_stage(dataset, args.llm_limit)))
+            print(dataset, json.dumps(llm_stage(dataset, args.llm_limit, args.llm_threads)))
         return
     if not args.report_only:
         for dataset in datasets:
