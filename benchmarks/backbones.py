@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import RECORDS, keep, restore  # noqa: E402
+from run_records import RECORDS, keep, restore, write_report  # noqa: E402
 
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
@@ -43,7 +43,7 @@ GRID = [
     }),
 ]  # fmt: skip
 RUNS = ROOT / "runs"
-NOTES = ROOT / "benchmarks" / "results" / "backbones.notes.md"
+REPORT = ROOT / "benchmarks" / "results" / "backbones.md"  # + backbones.notes.md, hand-written
 
 
 # Engine variants, in the order the report prefers them: fp32, bf16 autocast, bf16 + length buckets.
@@ -149,8 +149,6 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                 metric = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k.endswith("@10") and not k.startswith("hr"))
                 lines.append(f"| {dataset} ({protocol}) | {model} | {seed} | {variant} | {metric} | {result['best_epoch'] + 1} | {result['seconds_per_epoch']:.1f} |")
         lines.append("")
-    if NOTES.exists():  # what the tables cannot say: provenance, what was tried, gaps
-        lines += [NOTES.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -184,8 +182,8 @@ def main() -> None:
                 keep(directory, RUNS)
                 if result.get("finished"):
                     print(json.dumps({k: round(v, 4) for k, v in result["test"].items() if "@10" in k}), flush=True)
-                (ROOT / "benchmarks" / "results" / "backbones.md").write_text(report(args.bf16, args.epochs, data_root))
-    (ROOT / "benchmarks" / "results" / "backbones.md").write_text(report(args.bf16, args.epochs, data_root))
+                write_report(REPORT, report(args.bf16, args.epochs, data_root))
+    write_report(REPORT, report(args.bf16, args.epochs, data_root))
 
 
 if __name__ == "__main__":

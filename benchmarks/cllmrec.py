@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
@@ -283,15 +283,8 @@ def time_steps(dataset: str, data, model: str, variants, enhancer_options, steps
     return {v: float(np.median(t)) for v, t in times.items()}
 
 
-NOTES_MARKER = "<!-- notes: kept when the report is regenerated -->"
-
-
-def write_report(args, enhancer_options) -> None:
-    """Regenerate the figures; a hand-written section after NOTES_MARKER is kept."""
-    text = report(args, enhancer_options)
-    if RESULTS.exists() and NOTES_MARKER in RESULTS.read_text():
-        text += "\n" + NOTES_MARKER + RESULTS.read_text().split(NOTES_MARKER, 1)[1]
-    RESULTS.write_text(text)
+def write_cllmrec_report(args, enhancer_options) -> None:
+    write_report(RESULTS, report(args, enhancer_options))
 
 
 def main() -> None:
@@ -333,7 +326,7 @@ def main() -> None:
                 print(dataset, model, json.dumps(cost), flush=True)
                 costs.setdefault(dataset, {})[model] = cost
         COST.write_text(json.dumps(costs, indent=1) + "\n")
-        write_report(args, enhancer_options)
+        write_cllmrec_report(args, enhancer_options)
         return
     if not args.report_only:
         for dataset in args.datasets:
@@ -363,8 +356,8 @@ def main() -> None:
                                 json.dumps({m: round(result["test"][m], 4) for m in METRICS}),
                                 flush=True,
                             )
-                        write_report(args, enhancer_options)
-    write_report(args, enhancer_options)
+                        write_cllmrec_report(args, enhancer_options)
+    write_cllmrec_report(args, enhancer_options)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
@@ -307,15 +307,6 @@ def plot(data, path: Path) -> None:
     plt.close(fig)
 
 
-NOTES_MARK = "<!-- hand-written notes below are kept when the report is regenerated -->"
-
-
-def write_report(out: Path, text: str) -> None:
-    """The generated tables, then any hand-written notes already in the file."""
-    notes = ""
-    if out.exists() and NOTES_MARK in out.read_text():
-        notes = out.read_text().split(NOTES_MARK, 1)[1]
-    out.write_text(text + "\n" + NOTES_MARK + notes)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
@@ -488,8 +488,8 @@ def main() -> None:
             keep(directory, RUNS)
             if result.get("finished"):
                 print(json.dumps({k: round(v, 4) for k, v in result["test"].items()}), flush=True)
-            (RESULTS / "llmser.md").write_text(report(args, datasets))
-    (RESULTS / "llmser.md").write_text(report(args, datasets))
+            write_report(RESULTS / "llmser.md", report(args, datasets))
+    write_report(RESULTS / "llmser.md", report(args, datasets))
 
 
 if __name__ == "__main__":

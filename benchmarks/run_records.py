@@ -66,3 +66,21 @@ def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
     if ranks:
         np.savez_compressed(target / PACKED_RANKS, **ranks)
     return target
+
+
+def notes_path(report: Path) -> Path:
+    """The hand-written notes of a report: ``x.md`` -> ``x.notes.md`` beside it."""
+    return report.with_name(report.stem + ".notes.md")
+
+
+def write_report(report: Path, text: str) -> None:
+    """Write a generated report, then its hand-written notes file (kept across regenerations).
+
+    What the tables cannot say (provenance, what was tried, why a gap) lives in the notes file,
+    so regenerating a report from the runs never loses it.
+    """
+    notes = notes_path(report)
+    body = text.rstrip() + "\n"
+    if notes.exists():
+        body += "\n" + notes.read_text().rstrip() + "\n"
+    report.write_text(body)

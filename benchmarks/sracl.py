@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import load, prepare, preset_spec  # noqa: E402
@@ -40,7 +40,6 @@ from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
 RUNS = ROOT / "runs"
 OUT = ROOT / "benchmarks" / "results" / "sracl.md"
-NOTES = ROOT / "benchmarks" / "results" / "sracl.notes.md"  # hand-written, appended to the report
 DATASETS = ["beauty", "yelp", "office"]
 SEEDS = [42, 43, 44]
 MULTI_SEED = {"sasrec", "duorec", "sracl"}
@@ -343,7 +342,7 @@ def report(args: argparse.Namespace) -> None:
                 if name in cov:
                     lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
             lines.append("")
-    OUT.write_text("\n".join(lines) + "\n" + args.notes)
+    write_report(OUT, "\n".join(lines))  # + sracl.notes.md, hand-written
     print(f"wrote {OUT}")
 
 
@@ -381,9 +380,6 @@ def main() -> None:
         help="report tables for these epoch-cap:patience pairs, e.g. 20:10,40:40 "
         "(default: the --epochs/--patience given)",
     )
-    parser.add_argument(
-        "--notes", default=str(NOTES), help="file whose text is appended to the report"
-    )
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
     datasets = args.datasets.split(",")
@@ -393,8 +389,6 @@ def main() -> None:
         if args.settings
         else [(args.epochs, args.patience)]
     )
-    notes_file = Path(args.notes) if args.notes else None
-    args.notes = notes_file.read_text() if notes_file and notes_file.exists() else ""
     if args.llm_stage:
         for dataset in datasets:
             print(dataset, json.dumps(llm_stage(dataset, args.llm_limit, args.llm_threads)))

@@ -8,7 +8,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from run_records import keep, restore  # noqa: E402
+from run_records import keep, restore, write_report  # noqa: E402
 
 
 def _run(root: Path, finished: bool) -> Path:
@@ -47,3 +47,17 @@ def test_restore_replaces_an_unfinished_scratch_run_and_leaves_finished_ones(tmp
     ranks = np.load(scratch / "ranks_test.npy")
     assert ranks.dtype == np.int64 and np.array_equal(ranks, np.arange(50))
     assert restore(runs, records) == 0
+
+
+def test_regenerating_a_report_keeps_its_hand_written_notes(tmp_path):
+    report = tmp_path / "method.md"
+    (tmp_path / "method.notes.md").write_text("## Reading\n\nWhat was tried.\n")
+    write_report(report, "# Table v1\n")
+    write_report(report, "# Table v2\n")
+    assert report.read_text() == "# Table v2\n\n## Reading\n\nWhat was tried.\n"
+
+
+def test_a_report_without_notes_is_just_the_tables(tmp_path):
+    report = tmp_path / "method.md"
+    write_report(report, "# Table\n\n")
+    assert report.read_text() == "# Table\n"
