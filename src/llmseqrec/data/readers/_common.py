@@ -21,6 +21,25 @@ def require_file(path: Path, what: str = "file") -> Path:
     return path
 
 
+def resolve_single_txt(path: str | Path, item_text: list[str], what: str) -> dict[str, Path]:
+    """The reader's files: ``path`` (or the one ``.txt`` in that directory) plus item-text files."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(path, "path not found")
+    if path.is_dir():
+        txt = sorted(p for p in path.glob("*.txt") if p.is_file())
+        if len(txt) != 1:
+            raise DataFormatError(
+                path,
+                f"a directory needs exactly one .txt {what}, found {len(txt)}; pass the file",
+            )
+        path = txt[0]
+    files = {"interactions": path}
+    for i, extra in enumerate(item_text):
+        files[f"item_text_{i}"] = Path(extra)
+    return files
+
+
 INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import polars as pl
 
 from llmseqrec.data.build import RawData, interactions_frame
-from llmseqrec.data.readers._common import check_int, iter_lines, require_file, sniff_separator
+from llmseqrec.data.readers._common import (
+    check_int,
+    iter_lines,
+    require_file,
+    resolve_single_txt,
+    sniff_separator,
+)
 from llmseqrec.data.readers._fast import sequence_rows
 from llmseqrec.data.readers.spec import SourceSpec
 from llmseqrec.data.readers.text import merge_text, read_item_text_file
@@ -112,21 +118,7 @@ def parse_sequence_table(
 
 
 def resolve(spec: SourceSpec) -> dict[str, Path]:
-    path = Path(spec.path)
-    if not path.exists():
-        raise DataFormatError(path, "path not found")
-    if path.is_dir():
-        txt = sorted(p for p in path.glob("*.txt") if p.is_file())
-        if len(txt) != 1:
-            raise DataFormatError(
-                path,
-                f"a directory needs exactly one .txt sequence file, found {len(txt)}; pass the file",
-            )
-        path = txt[0]
-    files = {"interactions": path}
-    for i, extra in enumerate(spec.item_text):
-        files[f"item_text_{i}"] = Path(extra)
-    return files
+    return resolve_single_txt(spec.path, spec.item_text, "sequence file")
 
 
 def read(spec: SourceSpec) -> RawData:
