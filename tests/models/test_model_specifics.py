@@ -103,3 +103,19 @@ def test_narm_chunked_attention_matches_unchunked(
     chunked.sum().backward()
     torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.a1.weight.grad, grad_full, atol=1e-5, rtol=1e-5)
+
+
+def test_sasrec_plus_options_stay_padding_invariant(
+    make_small_model: Callable[..., Backbone],
+) -> None:
+    """SASRec+ options (N(0, .02) init, positions counted from the window start) keep states
+    independent of padding, and really change what the position table encodes."""
+    model = make_small_model("sasrec", init="normal", positions="from_start").eval()
+    assert 0.015 < model.position_embedding.weight.std().item() < 0.025
+    seqs = torch.tensor([[0, 0, 3, 4, 5], [0, 6, 7, 8, 9]])
+    base = model.encode(seqs)
+    padded = model.encode(torch.cat([torch.zeros(2, 4, dtype=seqs.dtype), seqs], dim=1))[:, 4:]
+    torch.testing.assert_close(padded[seqs != 0], base[seqs != 0], atol=1e-5, rtol=1e-5)
+    same_weights = make_small_model("sasrec", positions="from_end").eval()
+    same_weights.load_state_dict(model.state_dict())
+    assert not torch.allclose(same_weights.encode(seqs)[0, -1], base[0, -1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -12,6 +14,7 @@ from llmseqrec.models.layers import (
     FeedForward,
     MultiHeadAttention,
     attention_mask,
+    init_bert_style,
     position_ids,
     sqrt_scale,
     valid_mask,
@@ -31,6 +34,16 @@ class SASRecConfig(BackboneConfig):
     num_heads: int = Field(1, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     inner_size: int | None = Field(None, description="FFN width; None = hidden_size (paper)")
+    init: Literal["xavier", "normal"] = Field(
+        "xavier",
+        description="xavier: the authors' PyTorch port; normal: N(0, 0.02) weights, zero biases "
+        "(the HF / RecBole convention, used by SASRec+ of Klenitskiy & Vasilev)",
+    )
+    positions: Literal["from_end", "from_start"] = Field(
+        "from_end",
+        description="learned positions counted back from the newest item, or from each "
+        "window's first real item (right-padded implementations such as SASRec+)",
+    )
 
 
 class SASRecBlock(nn.Module):
@@ -67,17 +80,20 @@ class SASRec(Backbone):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Authors' PyTorch port: xavier-normal on every matrix, library defaults elsewhere.
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_normal_(p)
+        if self.config.init == "normal":
+            init_bert_style(self)
+        else:  # the authors' PyTorch port: xavier-normal on every matrix, defaults elsewhere
+            for p in self.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_normal_(p)
         zero_padding_row(self.item_embedding)
 
     def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
         valid = valid_mask(item_seq)
         keep = valid.unsqueeze(-1)
         x = self.embed_items(item_seq) * sqrt_scale(self.config.hidden_size)
-        x = x + self.position_embedding(position_ids(item_seq, self.config.max_len))
+        from_end = self.config.positions == "from_end"
+        x = x + self.position_embedding(position_ids(item_seq, self.config.max_len, from_end))
         x = self.emb_dropout(x) * keep
         mask = attention_mask(valid, causal=True)
         for block in self.blocks:
