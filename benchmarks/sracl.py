@@ -4,7 +4,7 @@ back, interrupted ones continue (run directories are named by config hash); the 
 from the response cache.
 
     python benchmarks/sracl.py --datasets office --rows sasrec,cl4srec,duorec,sracl-raw --seeds 42
-    python benchmarks/sracl.py --datasets office --llm-stage [--llm-limit 500] [--llm-threads 1]
+    python benchmarks/sracl.py --datasets office --llm-stage [--llm-limit 500] [--llm-threads 1] [--llm-kinds user]
     python benchmarks/sracl.py --report-only                                     # rewrite the md
 
 Rows: sasrec, gru4rec, cl4srec, duorec; sracl (LLM summaries) and its ablations sracl-wo-cs,
@@ -132,7 +132,12 @@ def read_result(config) -> dict | None:
     return None
 
 
-def llm_stage(dataset_name: str, limit: int | None, threads: int | None = None) -> dict:
+def llm_stage(
+    dataset_name: str,
+    limit: int | None,
+    threads: int | None = None,
+    kinds: tuple[str, ...] = ("item", "user"),
+) -> dict:
     from llmseqrec.enhancers.sracl import (
         LlmStageIncomplete,
         SraclOptions,
@@ -146,6 +151,9 @@ def llm_stage(dataset_name: str, limit: int | None, threads: int | None = None) 
     stage = {**LLM, "chat": {**LLM["chat"], **({"threads": threads} if threads else {})}}
     options = SraclOptions(**stage, llm_limit=limit)
     workdir = paths.cache_root() / dataset.name / "sracl"
+    if set(kinds) != {"item", "user"}:  # a partial stage: the artefacts wait for the full one
+        with make_chat(SraclOptions(**stage)) as chat:
+            return run_llm_stage(dataset, options, chat, kinds=kinds)["cost"]
     try:
         directory = prepare_artefacts(dataset, options, workdir)
         return json.loads((directory / "cost.json").read_text())
@@ -373,6 +381,12 @@ def main() -> None:
         default=None,
         help="llama.cpp threads for --llm-stage (default 2; not part of any hash)",
     )
+    parser.add_argument(
+        "--llm-kinds",
+        default="item,user",
+        help="--llm-stage: which summaries to ask for (e.g. 'user' in a second process while "
+        "another writes the item summaries; both share the response cache)",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "--settings",
@@ -391,7 +405,9 @@ def main() -> None:
     )
     if args.llm_stage:
         for dataset in datasets:
-            print(dataset, json.dumps(llm_stage(dataset, args.llm_limit, args.llm_threads)))
+            kinds = tuple(args.llm_kinds.split(","))
+            cost = llm_stage(dataset, args.llm_limit, args.llm_threads, kinds)
+            print(dataset, json.dumps(cost))
         return
     if not args.report_only:
         for dataset in datasets:

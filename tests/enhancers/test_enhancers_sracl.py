@@ -329,3 +329,21 @@ def test_wo_cl_trains_exactly_like_the_backbone(home):
         )
         results.append(train_run(config, dataset, progress=False)[0])
     assert results[0]["test"] == results[1]["test"]
+
+
+def test_user_summaries_alone_ask_no_item_prompt(tiny, home):
+    """Item and user summaries can be written by two processes sharing the cache."""
+    from llmseqrec.enhancers.sracl import run_llm_stage
+
+    dataset = with_markers(tiny, 12)
+    backend = EchoBackend()
+    options = SraclOptions(chat={"cache_path": str(home / "r.sqlite")})
+    chat = ChatModel(options_to_config(options), backend=backend)
+    out = run_llm_stage(dataset, options, chat, progress=False, kinds=("user",))
+    assert backend.calls == dataset.n_users
+    assert all(a is not None for a in out["users"])
+    assert all(a is None for a in out["item_answers"])
+    prepare_artefacts(dataset, options, home / "work", progress=False, chat=chat)
+    assert backend.calls == dataset.n_users + len(np.unique(dataset.split.train_items))
+    with pytest.raises(ConfigError, match="unknown summary kind 'items'"):
+        run_llm_stage(dataset, options, chat, progress=False, kinds=("items",))

@@ -243,12 +243,18 @@ def run_llm_stage(
     options: SraclOptions,
     chat: Any,
     progress: bool = True,
+    kinds: tuple[str, ...] = ("item", "user"),
 ) -> dict[str, Any]:
     """Summaries for every item (first) and user; returns summaries, coverage and costs.
 
     Answers go to the response cache as they arrive, so a killed stage resumes for free.
     With ``llm_limit`` it stops after that many new prompts and reports partial coverage.
+    ``kinds`` limits which summaries are asked for (the others are read from the cache only),
+    so two processes sharing the cache can write item and user summaries side by side.
     """
+    unknown = set(kinds) - {"item", "user"}
+    if unknown:
+        raise ConfigError(f"sracl: unknown summary kind {sorted(unknown)[0]!r}; use item or user")
     from llmseqrec.text import GenerationParams
 
     started = time.perf_counter()
@@ -272,7 +278,7 @@ def run_llm_stage(
                 strict=True,
             ):
                 got[i] = text
-        ask = sorted(todo)
+        ask = sorted(todo) if kind in kinds else []
         if budget is not None:
             ask, budget = ask[:budget], budget - min(budget, len(ask))
         bar = None
