@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from run_records import RECORDS, keep, restore, write_report  # noqa: E402
 
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
@@ -35,6 +35,12 @@ GRID = [
         "sasrec-plus": (0.3152, 0.1821, "Klenitskiy & Vasilev (max len 200), their recipe"),
         "lrurec": (0.3232, 0.1904, "CLLMRec paper Table 1; target >= .323/.190"),
         "hstu": (0.3122, 0.1894, "CLLMRec paper"),
+    }),
+    # The anchors' own ML-1M: movies with >= 5 ratings (LRURec's and SASRec's preprocessing).
+    ("ml-1m-sc5", "p-lru", ["sasrec", "sasrec-plus", "lrurec"], ["sasrec", "lrurec"], ("recall@10", "ndcg@10"), {
+        "sasrec": (0.3181, 0.1902, "LRURec paper Table 3 (its ml-1m: min_sc=5)"),
+        "sasrec-plus": (0.3152, 0.1821, "Klenitskiy & Vasilev (SASRec's ml-1m.txt, 3,416 items), their recipe"),
+        "lrurec": (0.3264, 0.1930, "LRURec paper (its ml-1m: min_sc=5)"),
     }),
     ("beauty", "p-cl", ALL, ["sasrec"], ("hr@10", "ndcg@10"), {
         "sasrec": (0.0612, 0.0336, "SRA-CL paper's SASRec; best published on this file .092/.053"),
@@ -153,7 +159,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
             recipe = "SASRec+ recipe (RECIPES in benchmarks/backbones.py; select ndcg@10 every epoch); " if model in RECIPES else ""
             body.append(f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch (1 thread, shared machine); {dirs[0]} |")
         if first is not None:
-            meta = prepare(preset_spec(dataset, data_root), dataset).metadata
+            meta = prepare_preset(dataset, data_root).metadata
             lines += [f"## {dataset} under `{protocol}`", "", f"Protocol: {protocol_line(first, meta, seeds=None)}", ""]
             lines += [f"| model | {m1} | {m2} | seeds | anchor | gap | notes |", "|---|---:|---:|---|---|---|---|", *body, ""]
     if parity:
@@ -190,7 +196,7 @@ def main() -> None:
             if args.only and dataset != args.only:
                 continue
             chosen = [m for m in models if not args.models or m in args.models.split(",")]
-            data = prepare(preset_spec(dataset, data_root), dataset)
+            data = prepare_preset(dataset, data_root)
             for model, seed, config in configs(dataset, protocol, chosen, multi, args.bf16, args.epochs, args.buckets):
                 if seed not in SEEDS[: args.seeds]:
                     continue

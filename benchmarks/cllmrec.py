@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.base import make_enhancer  # noqa: E402
 from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
@@ -138,7 +138,7 @@ def report(args, enhancer_options) -> str:
         "",
     ]
     for dataset in args.datasets:
-        data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+        data = prepare_preset(dataset, Path(args.data))
         lines += [f"## {dataset}", ""]
         cost = scoring_cost(dataset, data, args.models[0], enhancer_options)
         if cost:
@@ -318,7 +318,7 @@ def main() -> None:
     if args.time_steps:
         costs = json.loads(COST.read_text()) if COST.exists() else {}
         for dataset in args.datasets:
-            data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+            data = prepare_preset(dataset, Path(args.data))
             for model in args.models:
                 cost = time_steps(
                     dataset, data, model, args.variants, enhancer_options, args.time_steps
@@ -330,7 +330,7 @@ def main() -> None:
         return
     if not args.report_only:
         for dataset in args.datasets:
-            data = prepare(preset_spec(dataset, Path(args.data)), dataset)
+            data = prepare_preset(dataset, Path(args.data))
             if args.stage in ("all", "score") and "cllmrec" in args.variants:
                 print(f"== {dataset}: scoring step", flush=True)
                 print(

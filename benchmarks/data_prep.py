@@ -47,11 +47,11 @@ def child(preset: str, root: str, cache: str) -> None:
     import resource
 
     started = time.perf_counter()
-    from llmseqrec.data.prepare import prepare, preset_spec
+    from llmseqrec.data.prepare import prepare_preset
 
     imported = time.perf_counter()
     rss_after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    dataset = prepare(preset_spec(preset, Path(root)), preset, cache=Path(cache))
+    dataset = prepare_preset(preset, Path(root), cache=Path(cache))
     done = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(

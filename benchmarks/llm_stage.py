@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.text import (  # noqa: E402
     ChatConfig,
     ChatModel,
@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    dataset = prepare(preset_spec("beauty", args.data_root), "beauty")
+    dataset = prepare_preset("beauty", args.data_root)
     prompts = build_prompts(dataset, args.summary_prompts)
     work = Path(tempfile.mkdtemp(prefix="llm-stage-"))
     os.environ["LLMSEQREC_CACHE"] = str(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
@@ -97,7 +97,7 @@ def view_check(dataset_name: str, data_root: Path, n: int = 512) -> dict:
 
     from llmseqrec.enhancers import llmcfsr_finetune as ft
 
-    data = prepare(preset_spec(dataset_name, data_root), dataset_name)
+    data = prepare_preset(dataset_name, data_root)
     options = ft.FinetuneOptions()
     directory = (
         paths.cache_root()
@@ -244,7 +244,7 @@ def report(args, data_root: Path) -> str:
             if first is None:
                 continue
             try:
-                meta = prepare(preset_spec(dataset, data_root), dataset).metadata
+                meta = prepare_preset(dataset, data_root).metadata
             except Exception:  # report even where the data is not staged here
                 meta = {}
             groups = ""
@@ -341,7 +341,7 @@ def main() -> None:
             print(dataset, view_check(dataset, data_root), flush=True)
     if not args.report_only:
         for dataset in args.datasets:
-            data = prepare(preset_spec(dataset, data_root), dataset)
+            data = prepare_preset(dataset, data_root)
             for protocol in args.protocols:
                 for row in args.rows:
                     for seed in seeds_for(row, args):

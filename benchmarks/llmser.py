@@ -31,7 +31,7 @@ os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 
 from run_records import keep, restore, write_report  # noqa: E402
 
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
 from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
@@ -463,7 +463,7 @@ def main() -> None:
     args.models = args.models.split(",")
     data_root = Path(args.data)
     if args.stage:
-        data = prepare(preset_spec(args.stage, data_root), args.stage)
+        data = prepare_preset(args.stage, data_root)
         config = make_config(
             args.stage, "sasrec", "llmser", llmser_options(None), "p-s100", 42, None
         )
@@ -472,7 +472,7 @@ def main() -> None:
         enhancer.prepare(data, enhancer_workdir(config, data))
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return
-    datasets = {d: prepare(preset_spec(d, data_root), d) for d in args.datasets}
+    datasets = {d: prepare_preset(d, data_root) for d in args.datasets}
     if not args.report_only:
         for dataset, protocol, model, label, method, enhancer, seed in plan(args):
             if args.methods and method not in args.methods.split(","):

@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmseqrec.data.prepare import prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.evaluation.config import EvalConfig  # noqa: E402
 from llmseqrec.evaluation.ranking import rank_users  # noqa: E402
 from llmseqrec.training.config import build_run_config  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.md"))
     args = parser.parse_args()
     cache = ROOT / "cache"
-    dataset = prepare(preset_spec("ml-1m", Path(args.data)), "ml-1m", cache=cache)
+    dataset = prepare_preset("ml-1m", Path(args.data), cache=cache)
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
     rows = []

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
-from llmseqrec.data.prepare import load, prepare, preset_spec  # noqa: E402
+from llmseqrec.data.prepare import load, prepare_preset  # noqa: E402
 from llmseqrec.errors import ConfigError  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
@@ -121,7 +121,7 @@ def ensure_prepared(name: str):
     try:
         return load(name)
     except ConfigError:
-        return prepare(preset_spec(name, ROOT.parent / "shared" / "data"), name=name)
+        return prepare_preset(name, ROOT.parent / "shared" / "data")
 
 
 def read_result(config) -> dict | None:
@@ -192,7 +192,7 @@ def _cache_counts(dataset, options) -> dict:
     is loaded): answers held, tokens, model seconds, against the number of prompts."""
     import sqlite3
 
-    from llmseqrec.enhancers.sracl import build_prompts
+    from llmseqrec.enhancers.sracl import build_prompts, make_chat
     from llmseqrec.text import GenerationParams
     from llmseqrec.text.cache import CacheKeyParts, default_cache_path
 
@@ -205,7 +205,10 @@ def _cache_counts(dataset, options) -> dict:
         ).fetchall()
         if not models:
             return {}
-        user_prompts, _, item_prompts, _ = build_prompts(dataset, options, 2048)
+        chat = make_chat(options)  # its token count fits the prompts; no model is loaded
+        user_prompts, _, item_prompts, _ = build_prompts(
+            dataset, options, chat.context_length, chat.count_tokens
+        )
         out = {}
         for template, prompts, tokens in (
             ("item_summary@v1", item_prompts, options.item_tokens),

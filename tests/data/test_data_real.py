@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from llmseqrec.data.prepare import PRESETS, prepare, preset_spec
+from llmseqrec.data.prepare import PRESETS, prepare, preset_options, preset_spec
 
 
 def shared_data_root() -> Path:
@@ -33,6 +33,8 @@ pytestmark = pytest.mark.skipif(
 
 EXPECTED = {
     "ml-1m": (6_040, 3_706, 1_000_209),
+    # LRURec's and SASRec's ML-1M (movies with >= 5 ratings): Kang & McAuley's ml-1m.txt counts.
+    "ml-1m-sc5": (6_040, 3_416, 999_611),
     "ml-100k": (943, 1_682, 100_000),
     "beauty": (22_363, 12_101, 198_502),
     "yelp": (30_431, 20_033, 316_354),
@@ -57,7 +59,7 @@ def prepared(real_cache):
             spec = preset_spec(preset, ROOT)
             if not Path(spec.path).exists():
                 pytest.skip(f"{preset}: {spec.path} is not staged")
-            done[preset] = prepare(spec, preset, cache=real_cache)
+            done[preset] = prepare(spec, preset, preset_options(preset), cache=real_cache)
         return done[preset]
 
     return get

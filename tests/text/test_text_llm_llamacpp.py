@@ -62,3 +62,23 @@ def test_bad_model_path_is_a_one_line_error(tmp_path):
         ChatModel(ChatConfig(model=str(tmp_path / "missing.gguf")))
     with pytest.raises(ModelNotFoundError, match="needs a .gguf file"):
         ChatModel(ChatConfig(model=str(tmp_path)))
+
+
+# Titles made of model numbers and codes: ~1 byte per token, where the byte estimate assumes 3.
+CODE_TITLES = [f"HP {n}XL CN{n}WN 0.{n}mm #{n}-B/{n}" for n in range(100, 400)]
+
+
+def test_prompts_fitted_with_the_models_count_fit_its_context(smol_chat):
+    """Regression: fitted with the byte estimate, an Office user prompt of 2,249 tokens reached
+    the server, which refused it for its 2,048-token context."""
+    from llmseqrec.text.prompts import load_template
+
+    template = load_template("user_summary")
+    budget = smol_chat.context_length - 128
+    estimated, _ = template.render_fitted(budget_tokens=budget, history=CODE_TITLES)
+    assert smol_chat.count_tokens(estimated) > 2 * budget  # what the estimate let through
+    fitted, dropped = template.render_fitted(
+        budget_tokens=budget, count_tokens=smol_chat.count_tokens, history=CODE_TITLES
+    )
+    assert dropped > 0 and budget - 40 < smol_chat.count_tokens(fitted) <= budget
+    assert smol_chat.generate([fitted], max_tokens=2)[0] is not None  # the server accepts it

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,9 +144,17 @@ def _clip(text: str, chars: int) -> str:
 class SummaryPrompts:
     """User and item prompts from TRAINING prefixes only."""
 
-    def __init__(self, dataset: Dataset, options: SraclOptions, budget_tokens: int) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        options: SraclOptions,
+        budget_tokens: int,
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> None:
         from llmseqrec.text import load_template
+        from llmseqrec.text.llm import estimate_tokens
 
+        self.count_tokens = count_tokens or estimate_tokens
         self.dataset = dataset
         self.options = options
         self.user_template = load_template("user_summary")
@@ -170,7 +179,9 @@ class SummaryPrompts:
 
     def user_prompt(self, user: int, reserve: int) -> str:
         prompt, _ = self.user_template.render_fitted(
-            budget_tokens=self.budget - reserve, history=self.user_history(user)
+            budget_tokens=self.budget - reserve,
+            count_tokens=self.count_tokens,
+            history=self.user_history(user),
         )
         return prompt
 
@@ -204,6 +215,7 @@ class SummaryPrompts:
     def item_prompt(self, item: int, context: list[str], reserve: int) -> str:
         prompt, _ = self.item_template.render_fitted(
             budget_tokens=self.budget - reserve,
+            count_tokens=self.count_tokens,
             history_var="sequences",
             min_items=0,
             item=self.item_label(item),
@@ -224,17 +236,28 @@ def artefact_directory(dataset: Dataset, options: SraclOptions, workdir: Path) -
     return Path(workdir) / digest
 
 
+# Context kept free beyond the answer: the chat template and system prompt (~25 tokens for
+# SmolLM2) wrap every prompt.
+TEMPLATE_RESERVE = 64
+
+
 def build_prompts(
-    dataset: Dataset, options: SraclOptions, context_length: int
+    dataset: Dataset,
+    options: SraclOptions,
+    context_length: int,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> tuple[list[str], list[int], list[str], SummaryPrompts]:
-    """(user prompts for every user, items that get a summary, their prompts, the builder)."""
-    builder = SummaryPrompts(dataset, options, context_length)
-    user_prompts = [
-        builder.user_prompt(u, options.user_tokens + 16) for u in range(dataset.n_users)
-    ]
+    """(user prompts for every user, items that get a summary, their prompts, the builder).
+
+    ``count_tokens`` should be the chat model's own count (the default estimate can undercount).
+    """
+    builder = SummaryPrompts(dataset, options, context_length, count_tokens)
+    reserve_user = options.user_tokens + TEMPLATE_RESERVE
+    user_prompts = [builder.user_prompt(u, reserve_user) for u in range(dataset.n_users)]
     contexts = builder.item_contexts()
     items = [int(i) for i in np.flatnonzero(builder.trained)]
-    item_prompts = [builder.item_prompt(i, contexts[i], options.item_tokens + 16) for i in items]
+    reserve_item = options.item_tokens + TEMPLATE_RESERVE
+    item_prompts = [builder.item_prompt(i, contexts[i], reserve_item) for i in items]
     return user_prompts, items, item_prompts, builder
 
 
@@ -258,7 +281,9 @@ def run_llm_stage(
     from llmseqrec.text import GenerationParams
 
     started = time.perf_counter()
-    user_prompts, items, item_prompts, _ = build_prompts(dataset, options, chat.context_length)
+    user_prompts, items, item_prompts, _ = build_prompts(
+        dataset, options, chat.context_length, chat.count_tokens
+    )
     stages = [
         ("item", item_prompts, "item_summary@v1", options.item_tokens),
         ("user", user_prompts, "user_summary@v1", options.user_tokens),

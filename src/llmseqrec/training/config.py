@@ -84,7 +84,8 @@ class RunConfig(BaseModel):
 
 
 def _max_len_for(dataset: str) -> int:
-    return 200 if dataset.lower() in ("ml-1m", "ml1m", "movielens-1m") else 50
+    name = dataset.lower()
+    return 200 if name in ("ml-1m", "ml1m", "movielens-1m") or name.startswith("ml-1m-") else 50
 
 
 def protocol_settings(protocol: str, dataset: str, model: str = "sasrec") -> dict[str, Any]:
