@@ -109,8 +109,8 @@ def prepare(
         False, "--string-ids", help="ids are not integers (e.g. ASINs in a sequence file)"
     ),
     kcore: int | None = typer.Option(None, "--kcore", help="iterative k-core for users and items"),
-    kcore_user: int = typer.Option(0, "--kcore-user"),
-    kcore_item: int = typer.Option(0, "--kcore-item"),
+    kcore_user: int | None = typer.Option(None, "--kcore-user", help="default: 0, or the preset's"),
+    kcore_item: int | None = typer.Option(None, "--kcore-item", help="default: 0, or the preset's"),
     min_seq_len: int = typer.Option(
         3, "--min-seq-len", help="drop users with fewer items (3 = leave-one-out)"
     ),
@@ -123,7 +123,7 @@ def prepare(
     """Read a raw dataset, filter it, cache it under NAME."""
     from llmseqrec.data.build import PrepareOptions
     from llmseqrec.data.prepare import prepare as run_prepare
-    from llmseqrec.data.prepare import preset_spec
+    from llmseqrec.data.prepare import preset_options, preset_spec
     from llmseqrec.data.readers import SourceSpec
 
     if preset:
@@ -141,9 +141,10 @@ def prepare(
         )
     else:
         raise LlmSeqRecError("give --format (or --preset for a staged dataset)")
+    published = preset_options(preset) if preset else PrepareOptions()
     options = PrepareOptions(
-        kcore_user=kcore if kcore is not None else kcore_user,
-        kcore_item=kcore if kcore is not None else kcore_item,
+        kcore_user=next(v for v in (kcore, kcore_user, published.kcore_user) if v is not None),
+        kcore_item=next(v for v in (kcore, kcore_item, published.kcore_item) if v is not None),
         min_seq_len=min_seq_len,
         order_by_timestamp=not no_timestamp_order,
         id_mapping=id_mapping,

@@ -180,3 +180,16 @@ def test_ablation_switch_sets_the_method_options(home: Path):
                 "tiny", "sasrec", method, None, ablation_overrides(method, row)
             )
             enhancer_class(method)(config.enhancer)
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "ml-1m").is_dir(), reason="staged ML-1M not found")
+def test_prepare_preset_applies_its_published_filtering(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSEQREC_HOME", str(tmp_path))
+    args = ("prepare", "--preset", "ml-1m-sc5", "--path", str(SHARED))
+    result = invoke(*args, "--name", "lru")
+    assert result.exit_code == 0 and "3,416 items" in result.output, result.output
+    unfiltered = invoke(*args, "--name", "all", "--kcore-item", "0")
+    assert "3,706 items" in unfiltered.output, unfiltered.output
