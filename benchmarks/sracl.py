@@ -192,8 +192,12 @@ def _cache_counts(dataset, options) -> dict:
     is loaded): answers held, tokens, model seconds, against the number of prompts."""
     import sqlite3
 
-    from llmseqrec.enhancers.sracl import build_prompts, make_chat
-    from llmseqrec.text import GenerationParams
+    from llmseqrec.enhancers.sracl import (
+        SUMMARY_TEMPLATES,
+        build_prompts,
+        make_chat,
+        summary_params,
+    )
     from llmseqrec.text.cache import CacheKeyParts, default_cache_path
 
     path = default_cache_path()
@@ -210,11 +214,9 @@ def _cache_counts(dataset, options) -> dict:
             dataset, options, chat.context_length, chat.count_tokens
         )
         out = {}
-        for template, prompts, tokens in (
-            ("item_summary@v1", item_prompts, options.item_tokens),
-            ("user_summary@v1", user_prompts, options.user_tokens),
-        ):
-            params = GenerationParams(max_tokens=tokens, temperature=0.0).model_dump(mode="json")
+        for kind, prompts in (("item", item_prompts), ("user", user_prompts)):
+            template = SUMMARY_TEMPLATES[kind]
+            params = summary_params(options, kind).model_dump(mode="json")
             best = None
             for backend, model in models:
                 parts = CacheKeyParts(backend, model, template, params)

@@ -68,12 +68,15 @@ class EchoBackend:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.systems: dict[str, set] = {}
         self.lock = threading.Lock()
 
     def complete(self, prompts, params, on_result):
         for i, prompt in enumerate(prompts):
             with self.lock:
                 self.calls += 1
+                kind = "user" if "shopper bought" in prompt else "item"
+                self.systems.setdefault(kind, set()).add(params.system)
             on_result(i, Completion("summary: " + prompt[-300:], len(prompt) // 4, 10, 0.0))
 
     def count_tokens(self, text: str) -> int:
@@ -345,5 +348,9 @@ def test_user_summaries_alone_ask_no_item_prompt(tiny, home):
     assert all(a is None for a in out["item_answers"])
     prepare_artefacts(dataset, options, home / "work", progress=False, chat=chat)
     assert backend.calls == dataset.n_users + len(np.unique(dataset.split.train_items))
+    # Only user prompts carry the analyst system message (SmolLM2's default one made the
+    # model describe the shopper as itself).
+    assert backend.systems == {"user": {options.user_system}, "item": {None}}
+    assert "analyst" in options.user_system
     with pytest.raises(ConfigError, match="unknown summary kind 'items'"):
         run_llm_stage(dataset, options, chat, progress=False, kinds=("items",))

@@ -43,6 +43,10 @@ from llmseqrec.training.batches import Batch, left_pad
 from llmseqrec.training.losses import info_nce, symmetric_info_nce
 
 ARTEFACT_VERSION = 1
+USER_SYSTEM = (
+    "You are a retail analyst. You describe a shopper's tastes in plain third-person prose, "
+    "based only on the purchases listed."
+)
 
 
 class SraclOptions(BaseModel):
@@ -81,6 +85,12 @@ class SraclOptions(BaseModel):
     sequence_window: int = Field(2, ge=1, description="items either side of the item")
     text_chars: int = Field(80, ge=10, description="item text clipped to this many characters")
     user_tokens: int = Field(128, ge=8, description="answer tokens per user summary")
+    user_system: str | None = Field(
+        USER_SYSTEM,
+        description="system message of the user-summary prompts. Without one, SmolLM2's chat "
+        "template introduces the model as 'a helpful AI assistant named SmolLM', and 84 of its "
+        "first 127 Office user summaries described the shopper as that assistant",
+    )
     item_tokens: int = Field(96, ge=8, description="answer tokens per item summary")
     chunk: int = Field(64, ge=1, description="prompts per generate call (progress granularity)")
     llm_limit: int | None = Field(
@@ -100,7 +110,13 @@ class SraclOptions(BaseModel):
         if self.text_source == "raw":
             keys.append("raw_user")
         if self.text_source == "llm":
-            keys += ["item_sequences", "sequence_window", "user_tokens", "item_tokens"]
+            keys += [
+                "item_sequences",
+                "sequence_window",
+                "user_tokens",
+                "item_tokens",
+                "user_system",
+            ]
         out = {key: getattr(self, key) for key in keys}
         if self.text_source == "llm":
             chat = {
@@ -278,21 +294,17 @@ def run_llm_stage(
     unknown = set(kinds) - {"item", "user"}
     if unknown:
         raise ConfigError(f"sracl: unknown summary kind {sorted(unknown)[0]!r}; use item or user")
-    from llmseqrec.text import GenerationParams
 
     started = time.perf_counter()
     user_prompts, items, item_prompts, _ = build_prompts(
         dataset, options, chat.context_length, chat.count_tokens
     )
-    stages = [
-        ("item", item_prompts, "item_summary@v1", options.item_tokens),
-        ("user", user_prompts, "user_summary@v1", options.user_tokens),
-    ]
+    stages = [("item", item_prompts), ("user", user_prompts)]
     budget = options.llm_limit
     answers: dict[str, list[str | None]] = {}
     before = dict(chat.usage.as_dict())
-    for kind, prompts, template, max_tokens in stages:
-        params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
+    for kind, prompts in stages:
+        template, params = SUMMARY_TEMPLATES[kind], summary_params(options, kind)
         got: list[str | None] = [None] * len(prompts)
         todo = _uncached(chat, prompts, params, template)
         cached = [i for i in range(len(prompts)) if i not in todo]
@@ -333,6 +345,20 @@ def run_llm_stage(
         items_done=sum(a is not None for a in answers["item"]),
     )
     return {"users": answers["user"], "items": items, "item_answers": answers["item"], "cost": cost}
+
+
+SUMMARY_TEMPLATES = {"item": "item_summary@v1", "user": "user_summary@v1"}
+
+
+def summary_params(options: SraclOptions, kind: str) -> Any:
+    """Generation settings of one kind of summary (they are part of its cache key)."""
+    from llmseqrec.text import GenerationParams
+
+    if kind == "item":
+        return GenerationParams(max_tokens=options.item_tokens, temperature=0.0)
+    return GenerationParams(
+        max_tokens=options.user_tokens, temperature=0.0, system=options.user_system
+    )
 
 
 def _uncached(chat: Any, prompts: list[str], params: Any, template: str) -> set[int]:
