@@ -1,6 +1,6 @@
 """CLLMRec vs its backbone vs the w/o-LLM ablation under protocol p-lru, next to the paper.
 
-    python benchmarks/cllmrec.py [--datasets beauty,ml-1m-sc5] [--models lrurec,sasrec]
+    python benchmarks/cllmrec.py [--datasets beauty,ml-1m] [--models lrurec,sasrec]
         [--variants backbone,wo_llm,cllmrec] [--seeds 3] [--epochs N] [--max-minutes M]
         [--stage all|score|train] [--report-only]
 
@@ -46,9 +46,9 @@ VARIANTS = {  # name -> (method, extra enhancer options)
 LABEL = {"backbone": "backbone (= w/o CL)", "wo_llm": "CLLMRec w/o LLM", "cllmrec": "CLLMRec"}
 # Paper figures (Recall@10 / NDCG@10) from ../shared/design/benchmarks.md.
 PAPER = {
-    ("ml-1m-sc5", "lrurec", "backbone"): (0.3232, 0.1904, "CLLMRec paper Table 1 (LRURec)"),
-    ("ml-1m-sc5", "lrurec", "cllmrec"): (0.3352, 0.2001, "CLLMRec paper Table 1"),
-    ("ml-1m-sc5", "sasrec", "backbone"): (0.3181, 0.1902, "LRURec paper Table 3 (SASRec)"),
+    ("ml-1m", "lrurec", "backbone"): (0.3232, 0.1904, "CLLMRec paper Table 1 (LRURec)"),
+    ("ml-1m", "lrurec", "cllmrec"): (0.3352, 0.2001, "CLLMRec paper Table 1"),
+    ("ml-1m", "sasrec", "backbone"): (0.3152, 0.1821, "Klenitskiy & Vasilev (SASRec-CE)"),
     ("beauty", "lrurec", "cllmrec"): (
         0.0538, 0.0315, "CLLMRec paper (their Beauty version; HR@10/NDCG@10)",
     ),
@@ -242,7 +242,7 @@ def report(args, enhancer_options) -> str:
         "",
         "The full grid of the issue (ML-1M and Beauty, LRURec and SASRec, 3 seeds, protocol",
         "epochs with early stopping) is",
-        "`python benchmarks/cllmrec.py --datasets beauty,ml-1m-sc5 --models lrurec,sasrec --seeds 3`;",
+        "`python benchmarks/cllmrec.py --datasets beauty,ml-1m --models lrurec,sasrec --seeds 3`;",
         "everything above that is missing from it has not run (or not finished) yet.",
         "",
     ]
@@ -290,7 +290,7 @@ def write_cllmrec_report(args, enhancer_options) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--datasets", default="beauty,ml-1m-sc5")
+    parser.add_argument("--datasets", default="beauty,ml-1m")
     parser.add_argument("--models", default="lrurec,sasrec")
     parser.add_argument("--variants", default="backbone,wo_llm,cllmrec")
     parser.add_argument("--seeds", type=int, default=3)
