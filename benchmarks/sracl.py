@@ -137,6 +137,7 @@ def llm_stage(
     limit: int | None,
     threads: int | None = None,
     kinds: tuple[str, ...] = ("item", "user"),
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
     from llmseqrec.enhancers.sracl import (
         LlmStageIncomplete,
@@ -151,15 +152,16 @@ def llm_stage(
     stage = {**LLM, "chat": {**LLM["chat"], **({"threads": threads} if threads else {})}}
     options = SraclOptions(**stage, llm_limit=limit)
     workdir = paths.cache_root() / dataset.name / "sracl"
-    if set(kinds) != {"item", "user"}:  # a partial stage: the artefacts wait for the full one
-        with make_chat(SraclOptions(**stage)) as chat:
-            return run_llm_stage(dataset, options, chat, kinds=kinds)["cost"]
+    if set(kinds) != {"item", "user"} or shard != (0, 1):
+        # a partial stage: the artefacts wait for the full one
+        with make_chat(options) as chat:
+            return run_llm_stage(dataset, options, chat, kinds=kinds, shard=shard)["cost"]
     try:
         directory = prepare_artefacts(dataset, options, workdir)
         return json.loads((directory / "cost.json").read_text())
     except LlmStageIncomplete as error:
         print(error)
-    with make_chat(SraclOptions(**stage)) as chat:
+    with make_chat(options) as chat:
         return run_llm_stage(dataset, SraclOptions(**stage, llm_limit=0), chat, progress=False)[
             "cost"
         ]
@@ -194,11 +196,8 @@ def _cache_counts(dataset, options) -> dict:
 
     from llmseqrec.enhancers.sracl import (
         SUMMARY_TEMPLATES,
-        build_prompts,
-        make_chat,
-        summary_params,
     )
-    from llmseqrec.text.cache import CacheKeyParts, default_cache_path
+    from llmseqrec.text.cache import default_cache_path
 
     path = default_cache_path()
     if not path.exists():
@@ -209,18 +208,13 @@ def _cache_counts(dataset, options) -> dict:
         ).fetchall()
         if not models:
             return {}
-        chat = make_chat(options)  # its token count fits the prompts; no model is loaded
-        user_prompts, _, item_prompts, _ = build_prompts(
-            dataset, options, chat.context_length, chat.count_tokens
-        )
+        keys_by_kind = _prompt_keys(dataset, options, models)
         out = {}
-        for kind, prompts in (("item", item_prompts), ("user", user_prompts)):
+        for kind in ("item", "user"):
             template = SUMMARY_TEMPLATES[kind]
-            params = summary_params(options, kind).model_dump(mode="json")
             best = None
             for backend, model in models:
-                parts = CacheKeyParts(backend, model, template, params)
-                keys = [parts.key(p) for p in prompts]
+                keys = keys_by_kind[f"{backend}\t{model}\t{kind}"]
                 rows = []
                 for start in range(0, len(keys), 500):
                     chunk = keys[start : start + 500]
@@ -230,7 +224,7 @@ def _cache_counts(dataset, options) -> dict:
                         chunk,
                     ).fetchall()
                 found = {
-                    "prompts": len(prompts),
+                    "prompts": len(keys),
                     "answers": len(rows),
                     "tokens_in": sum(r[0] for r in rows),
                     "tokens_out": sum(r[1] for r in rows),
@@ -242,6 +236,41 @@ def _cache_counts(dataset, options) -> dict:
                     best = found
             out[template] = best
     return out
+
+
+def _prompt_keys(dataset, options, models: list) -> dict[str, list[str]]:
+    """Cache keys of every summary prompt, per (backend, model, kind); kept beside the
+    artefacts because fitting 20k user prompts with the exact tokenizer takes minutes, and
+    the prompts depend only on the dataset and the options (both in the directory's hash)."""
+    from llmseqrec.enhancers.sracl import (
+        SUMMARY_TEMPLATES,
+        artefact_directory,
+        build_prompts,
+        make_chat,
+        summary_params,
+    )
+    from llmseqrec.text.cache import CacheKeyParts
+
+    directory = artefact_directory(dataset, options, paths.cache_root() / dataset.name / "sracl")
+    memo = directory.with_name(directory.name + ".prompt-keys.json")
+    wanted = [f"{b}\t{m}\t{kind}" for b, m in models for kind in ("item", "user")]
+    held = json.loads(memo.read_text()) if memo.exists() else {}
+    if all(name in held for name in wanted):
+        return held
+    chat = make_chat(options)  # its token count fits the prompts; no model is loaded
+    user_prompts, _, item_prompts, _ = build_prompts(
+        dataset, options, chat.context_length, chat.count_tokens
+    )
+    for backend, model in models:
+        for kind, prompts in (("item", item_prompts), ("user", user_prompts)):
+            params = summary_params(options, kind).model_dump(mode="json")
+            parts = CacheKeyParts(backend, model, SUMMARY_TEMPLATES[kind], params)
+            held[f"{backend}\t{model}\t{kind}"] = [parts.key(p) for p in prompts]
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    partial = memo.with_suffix(".part")
+    partial.write_text(json.dumps(held))
+    partial.replace(memo)
+    return held
 
 
 def partial_run(config) -> str:
@@ -392,6 +421,11 @@ def main() -> None:
         help="--llm-stage: which summaries to ask for (e.g. 'user' in a second process while "
         "another writes the item summaries; both share the response cache)",
     )
+    parser.add_argument(
+        "--llm-shard",
+        default="0/1",
+        help="--llm-stage: ask only for prompts k mod n (k/n), to split a kind over n processes",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "--settings",
@@ -411,7 +445,8 @@ def main() -> None:
     if args.llm_stage:
         for dataset in datasets:
             kinds = tuple(args.llm_kinds.split(","))
-            cost = llm_stage(dataset, args.llm_limit, args.llm_threads, kinds)
+            shard = tuple(int(x) for x in args.llm_shard.split("/"))
+            cost = llm_stage(dataset, args.llm_limit, args.llm_threads, kinds, shard)
             print(dataset, json.dumps(cost))
         return
     if not args.report_only:

@@ -354,3 +354,21 @@ def test_user_summaries_alone_ask_no_item_prompt(tiny, home):
     assert "analyst" in options.user_system
     with pytest.raises(ConfigError, match="unknown summary kind 'items'"):
         run_llm_stage(dataset, options, chat, progress=False, kinds=("items",))
+
+
+def test_shards_split_one_kind_without_asking_twice(tiny, home):
+    """Two processes sharing the cache split the user summaries: together they ask each once."""
+    from llmseqrec.enhancers.sracl import run_llm_stage
+
+    dataset = with_markers(tiny, 12)
+    backend = EchoBackend()
+    options = SraclOptions(chat={"cache_path": str(home / "r.sqlite")})
+    chat = ChatModel(options_to_config(options), backend=backend)
+    first = run_llm_stage(dataset, options, chat, progress=False, kinds=("user",), shard=(0, 2))
+    assert backend.calls == (dataset.n_users + 1) // 2
+    assert [a is not None for a in first["users"]] == [i % 2 == 0 for i in range(dataset.n_users)]
+    second = run_llm_stage(dataset, options, chat, progress=False, kinds=("user",), shard=(1, 2))
+    assert backend.calls == dataset.n_users
+    assert all(a is not None for a in second["users"])
+    with pytest.raises(ConfigError, match="shard 2/2"):
+        run_llm_stage(dataset, options, chat, progress=False, shard=(2, 2))

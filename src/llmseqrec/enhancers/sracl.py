@@ -283,6 +283,7 @@ def run_llm_stage(
     chat: Any,
     progress: bool = True,
     kinds: tuple[str, ...] = ("item", "user"),
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
     """Summaries for every item (first) and user; returns summaries, coverage and costs.
 
@@ -290,7 +291,12 @@ def run_llm_stage(
     With ``llm_limit`` it stops after that many new prompts and reports partial coverage.
     ``kinds`` limits which summaries are asked for (the others are read from the cache only),
     so two processes sharing the cache can write item and user summaries side by side.
+    ``shard=(k, n)`` asks only for prompts whose index is k modulo n, so n processes (one
+    core each) split one kind of summary without asking for the same prompt twice.
     """
+    index, count = shard
+    if not 0 <= index < count:
+        raise ConfigError(f"sracl: shard {index}/{count} is not k/n with 0 <= k < n")
     unknown = set(kinds) - {"item", "user"}
     if unknown:
         raise ConfigError(f"sracl: unknown summary kind {sorted(unknown)[0]!r}; use item or user")
@@ -315,7 +321,7 @@ def run_llm_stage(
                 strict=True,
             ):
                 got[i] = text
-        ask = sorted(todo) if kind in kinds else []
+        ask = [i for i in sorted(todo) if i % count == index] if kind in kinds else []
         if budget is not None:
             ask, budget = ask[:budget], budget - min(budget, len(ask))
         bar = None
