@@ -273,6 +273,40 @@ def _prompt_keys(dataset, options, models: list) -> dict[str, list[str]]:
     return held
 
 
+def agreement_table(dataset_name: str) -> list[str]:
+    """How often the neighbours each text source retrieved share training purchases."""
+    from llmseqrec.enhancers.sracl import SraclOptions, artefact_directory, neighbour_agreement
+
+    try:
+        dataset = load(dataset_name)
+    except ConfigError:
+        return []
+    rows = []
+    for label, text in (("LLM summaries", LLM), ("raw text", RAW)):
+        directory = artefact_directory(
+            dataset, SraclOptions(**text), paths.cache_root() / dataset.name / "sracl"
+        )
+        if not (directory / "user_neighbours.npy").exists():
+            continue
+        a = neighbour_agreement(dataset, directory)
+        rows.append(
+            f"| {label} | {a['users_sharing_an_item']:.3f} | {a['users_sharing_an_item_random']:.3f} "
+            f"| {a['items_bought_together']:.3f} | {a['items_bought_together_random']:.3f} |"
+        )
+    if not rows:
+        return []
+    return [
+        "Neighbour agreement with the training interactions (k = 10; training prefixes only): "
+        "share of (user, neighbour) pairs with a purchase in common, and of (item, neighbour) "
+        "pairs bought by a common user, each beside as many random partners:",
+        "",
+        "| neighbours from | users: share an item | random users | items: bought together | random items |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def partial_run(config) -> str:
     """'not run', or how far an unfinished run got (validation only: no test read)."""
     log = run_directory(config, RUNS) / "log.jsonl"
@@ -384,6 +418,7 @@ def report(args: argparse.Namespace) -> None:
                 if name in cov:
                     lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
             lines.append("")
+        lines += agreement_table(dataset)
     write_report(OUT, "\n".join(lines))  # + sracl.notes.md, hand-written
     print(f"wrote {OUT}")
 

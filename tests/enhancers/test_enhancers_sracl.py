@@ -372,3 +372,29 @@ def test_shards_split_one_kind_without_asking_twice(tiny, home):
     assert all(a is not None for a in second["users"])
     with pytest.raises(ConfigError, match="shard 2/2"):
         run_llm_stage(dataset, options, chat, progress=False, shard=(2, 2))
+
+
+def test_neighbour_agreement_reads_training_prefixes_only(tmp_path):
+    """Every user shares the same validation and test items; only training items may count."""
+    from llmseqrec.enhancers.sracl import neighbour_agreement
+
+    histories = [[1, 2, 9, 10], [3, 4, 9, 10], [5, 6, 9, 10], [1, 7, 9, 10]]
+    dataset = Dataset(
+        name="agree",
+        user_ids=np.array([str(u) for u in range(4)]),
+        item_ids=np.array([str(i) for i in range(1, 11)]),
+        offsets=np.array([0, 4, 8, 12, 16], dtype=np.int64),
+        items=np.array(sum(histories, []), dtype=np.int32),
+        item_text=pl.DataFrame({"item": list(range(1, 11)), "title": [f"t{i}" for i in range(10)]}),
+        metadata={"cache_key": "agree"},
+    )
+    users = np.full((4, 2), -1)
+    users[0, 0], users[1, 0], users[3, 0] = 3, 0, 0  # shares item 1; nothing; shares item 1
+    items = np.zeros((11, 2), dtype=np.int64)
+    items[1, 0], items[3, 0], items[9, 0] = 2, 5, 10  # u0 bought both; nobody; only in valid/test
+    np.save(tmp_path / "user_neighbours.npy", users)
+    np.save(tmp_path / "item_neighbours.npy", items)
+    got = neighbour_agreement(dataset, tmp_path)
+    assert got["users_sharing_an_item"] == pytest.approx(2 / 3, abs=1e-4)
+    assert got["items_bought_together"] == pytest.approx(1 / 2)
+    assert 0.0 <= got["users_sharing_an_item_random"] <= 1.0

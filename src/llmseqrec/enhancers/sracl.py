@@ -477,6 +477,56 @@ def prepare_artefacts(
 
 
 # ---------------------------------------------------------------------------------- training
+def neighbour_agreement(dataset: Dataset, directory: Path, seed: int = 0) -> dict[str, float]:
+    """How often the retrieved neighbours agree with the training interactions.
+
+    users: share of (user, neighbour) pairs whose training prefixes have an item in common;
+    items: share of (item, neighbour) pairs bought by a common user in training. Each beside
+    the same share for as many uniformly random partners (self excluded), so a report can say
+    whether the text retrieval finds collaborative signal at all. Reads training data only.
+    """
+    from scipy import sparse
+
+    split = dataset.split
+    users = split.train_users_of()
+    held = sparse.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, split.train_items.astype(np.int64))),
+        shape=(split.n_users, dataset.n_items + 1),
+    )
+    held.data[:] = 1.0  # repeated purchases count once
+    rng = np.random.default_rng(seed)
+
+    def share(rows: Any, neighbours: np.ndarray, eligible: np.ndarray) -> tuple[float, float]:
+        anchor, slot = np.nonzero(neighbours >= 0)
+        keep = eligible[anchor]
+        anchor, partner = anchor[keep], neighbours[anchor[keep], slot[keep]]
+        if len(anchor) == 0:
+            return 0.0, 0.0
+        pool = np.flatnonzero(eligible)
+        chance_partner = rng.choice(pool, size=len(anchor))
+        clash = chance_partner == anchor
+        chance_partner[clash] = pool[(np.searchsorted(pool, chance_partner[clash]) + 1) % len(pool)]
+
+        def common(a: np.ndarray, b: np.ndarray) -> float:
+            return float((np.asarray(rows[a].multiply(rows[b]).sum(axis=1)).ravel() > 0).mean())
+
+        return common(anchor, partner), common(anchor, chance_partner)
+
+    user_nb = np.load(Path(directory) / "user_neighbours.npy", allow_pickle=False)
+    item_nb = np.load(Path(directory) / "item_neighbours.npy", allow_pickle=False)
+    item_nb = np.where(item_nb > 0, item_nb, -1)  # 0 = padding item, never a neighbour
+    items_held = held.T.tocsr()
+    trained = np.asarray(items_held.sum(axis=1)).ravel() > 0
+    user_share, user_chance = share(held, user_nb, np.ones(split.n_users, dtype=bool))
+    item_share, item_chance = share(items_held, item_nb, trained)
+    return {
+        "users_sharing_an_item": round(user_share, 4),
+        "users_sharing_an_item_random": round(user_chance, 4),
+        "items_bought_together": round(item_share, 4),
+        "items_bought_together_random": round(item_chance, 4),
+    }
+
+
 def last_state(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     """The representation that ranks the next item, for left-padded rows (computed on groups
     of similar length: the extra views' passes are most of a contrastive method's cost)."""
