@@ -196,9 +196,7 @@ def _cache_counts(dataset, options) -> dict:
     is loaded): answers held, tokens, model seconds, against the number of prompts."""
     import sqlite3
 
-    from llmseqrec.enhancers.sracl import (
-        SUMMARY_TEMPLATES,
-    )
+    from llmseqrec.enhancers.sracl import SUMMARY_TEMPLATES, prompt_keys
     from llmseqrec.text.cache import default_cache_path
 
     path = default_cache_path()
@@ -210,7 +208,8 @@ def _cache_counts(dataset, options) -> dict:
         ).fetchall()
         if not models:
             return {}
-        keys_by_kind = _prompt_keys(dataset, options, models)
+        workdir = paths.cache_root() / dataset.name / "sracl"
+        keys_by_kind = prompt_keys(dataset, options, workdir, models)
         out = {}
         for kind in ("item", "user"):
             template = SUMMARY_TEMPLATES[kind]
@@ -238,41 +237,6 @@ def _cache_counts(dataset, options) -> dict:
                     best = found
             out[template] = best
     return out
-
-
-def _prompt_keys(dataset, options, models: list) -> dict[str, list[str]]:
-    """Cache keys of every summary prompt, per (backend, model, kind); kept beside the
-    artefacts because fitting 20k user prompts with the exact tokenizer takes minutes, and
-    the prompts depend only on the dataset and the options (both in the directory's hash)."""
-    from llmseqrec.enhancers.sracl import (
-        SUMMARY_TEMPLATES,
-        artefact_directory,
-        build_prompts,
-        make_chat,
-        summary_params,
-    )
-    from llmseqrec.text.cache import CacheKeyParts
-
-    directory = artefact_directory(dataset, options, paths.cache_root() / dataset.name / "sracl")
-    memo = directory.with_name(directory.name + ".prompt-keys.json")
-    wanted = [f"{b}\t{m}\t{kind}" for b, m in models for kind in ("item", "user")]
-    held = json.loads(memo.read_text()) if memo.exists() else {}
-    if all(name in held for name in wanted):
-        return held
-    chat = make_chat(options)  # its token count fits the prompts; no model is loaded
-    user_prompts, _, item_prompts, _ = build_prompts(
-        dataset, options, chat.context_length, chat.count_tokens
-    )
-    for backend, model in models:
-        for kind, prompts in (("item", item_prompts), ("user", user_prompts)):
-            params = summary_params(options, kind).model_dump(mode="json")
-            parts = CacheKeyParts(backend, model, SUMMARY_TEMPLATES[kind], params)
-            held[f"{backend}\t{model}\t{kind}"] = [parts.key(p) for p in prompts]
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    partial = memo.with_suffix(".part")
-    partial.write_text(json.dumps(held))
-    partial.replace(memo)
-    return held
 
 
 def agreement_table(dataset_name: str) -> list[str]:

@@ -312,7 +312,7 @@ def run_llm_stage(
     for kind, prompts in stages:
         template, params = SUMMARY_TEMPLATES[kind], summary_params(options, kind)
         got: list[str | None] = [None] * len(prompts)
-        todo = _uncached(chat, prompts, params, template)
+        todo = _uncached(chat, prompts, options, kind)
         cached = [i for i in range(len(prompts)) if i not in todo]
         if cached:  # served from the cache: zero model calls
             for i, text in zip(
@@ -367,17 +367,48 @@ def summary_params(options: SraclOptions, kind: str) -> Any:
     )
 
 
-def _uncached(chat: Any, prompts: list[str], params: Any, template: str) -> set[int]:
+def summary_keys(
+    backend: str, model: str, options: SraclOptions, kind: str, prompts: list[str]
+) -> list[str]:
+    """Response-cache keys of one kind of summary prompt, as the chat model stores them."""
     from llmseqrec.text.cache import CacheKeyParts
 
+    params = summary_params(options, kind).model_dump(mode="json")
+    parts = CacheKeyParts(backend, model, SUMMARY_TEMPLATES[kind], params)
+    return [parts.key(p) for p in prompts]
+
+
+def _uncached(chat: Any, prompts: list[str], options: SraclOptions, kind: str) -> set[int]:
     if chat.cache is None:
         return set(range(len(prompts)))
-    parts = CacheKeyParts(
-        chat.backend.name, chat.identity, template, params.model_dump(mode="json")
-    )
-    keys = [parts.key(p) for p in prompts]
+    keys = summary_keys(chat.backend.name, chat.identity, options, kind, prompts)
     hits = chat.cache.get_many(keys)
     return {i for i, key in enumerate(keys) if key not in hits}
+
+
+def prompt_keys(
+    dataset: Dataset, options: SraclOptions, workdir: Path, models: list[tuple[str, str]]
+) -> dict[str, list[str]]:
+    """Cache keys of every summary prompt per ``"backend\tmodel\tkind"``, for counting what the
+    response cache holds without loading a model. Memoised beside the artefact directory:
+    fitting 20k user prompts with the exact tokenizer takes minutes, and the prompts depend
+    only on what the directory's hash covers."""
+    directory = artefact_directory(dataset, options, workdir)
+    memo = directory.with_name(directory.name + ".prompt-keys.json")
+    held = json.loads(memo.read_text()) if memo.exists() else {}
+    names = {(b, m, kind): f"{b}\t{m}\t{kind}" for b, m in models for kind in SUMMARY_TEMPLATES}
+    if all(name in held for name in names.values()):
+        return held
+    chat = make_chat(options)  # its token count fits the prompts; no model is loaded
+    user_prompts, _, item_prompts, _ = build_prompts(
+        dataset, options, chat.context_length, chat.count_tokens
+    )
+    prompts = {"item": item_prompts, "user": user_prompts}
+    for (backend, model, kind), name in names.items():
+        held[name] = summary_keys(backend, model, options, kind, prompts[kind])
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_json(memo, held)
+    return held
 
 
 def make_chat(options: SraclOptions) -> Any:
@@ -476,7 +507,6 @@ def prepare_artefacts(
     return directory
 
 
-# ---------------------------------------------------------------------------------- training
 def neighbour_agreement(dataset: Dataset, directory: Path, seed: int = 0) -> dict[str, float]:
     """How often the retrieved neighbours agree with the training interactions.
 
@@ -527,6 +557,7 @@ def neighbour_agreement(dataset: Dataset, directory: Path, seed: int = 0) -> dic
     }
 
 
+# ---------------------------------------------------------------------------------- training
 def last_state(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     """The representation that ranks the next item, for left-padded rows (computed on groups
     of similar length: the extra views' passes are most of a contrastive method's cost)."""
