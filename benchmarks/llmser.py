@@ -2,6 +2,8 @@
 
     # the LLM stage alone (long; resumable in chunks; run it early, in the background):
     nice -n 10 python benchmarks/llmser.py --stage office
+    # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
+    python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
     # training rows (finished runs are read back, interrupted ones continue):
     python benchmarks/llmser.py --datasets office --models sasrec --seeds 1 --llm-users 256
     python benchmarks/llmser.py --report-only
@@ -456,6 +458,10 @@ def main() -> None:
     parser.add_argument("--pcl-llm", action="store_true", help="also the LLM row under p-cl")
     parser.add_argument("--sweeps", action="store_true", help="M and beta sweeps (LLM-free)")
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
+    parser.add_argument(
+        "--llm-shard", default="0/1", help="--stage: build only chunks k mod n (k/n), one process each"
+    )
+    parser.add_argument("--llm-threads", type=int, default=None, help="--stage: llama.cpp threads")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
@@ -467,9 +473,13 @@ def main() -> None:
         config = make_config(
             args.stage, "sasrec", "llmser", llmser_options(None), "p-s100", 42, None
         )
-        enhancer = LLMSeR(config.enhancer)
+        options = dict(config.enhancer)
+        if args.llm_threads:  # not part of the stage's hash: the chunks are the same
+            options["chat"] = {**options.get("chat", {}), "threads": args.llm_threads}
+        k, _, n = args.llm_shard.partition("/")
+        enhancer = LLMSeR(options)
         enhancer.configure(config)
-        enhancer.prepare(data, enhancer_workdir(config, data))
+        enhancer.prepare(data, enhancer_workdir(config, data), shard=(int(k), int(n or 1)))
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return
     datasets = {d: prepare_preset(d, data_root) for d in args.datasets}

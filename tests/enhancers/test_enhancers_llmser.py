@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,55 @@ def test_real_llm_on_a_handful_of_users(tiny, home, tmp_path):
         assert len(p) == 12 and set(p.tolist()) <= set(pool.tolist())
     assert time.perf_counter() - started >= 0  # timings are reported, never asserted
     assert Path(enhancer.artefact_dir / "chunks").is_dir()
+
+
+class PromptKeyedBackend(FakeBackend):
+    """Answers depend on the prompt only, not on call order: sharded and whole runs agree."""
+
+    def complete(self, prompts, params, on_result) -> None:
+        for i, prompt in enumerate(prompts):
+            self.prompts.append(prompt)
+            if "missing purchase" in prompt:
+                text = '{"reason": "similar", "item": 2}'
+            elif zlib.crc32(prompt.encode()) % 3 == 0:
+                text = "I cannot tell."
+            else:
+                text = '{"reason": "item 1 fits", "items": [3, 1, 2]}'
+            on_result(i, Completion(text, 10, 5, 0.001))
+
+
+def test_shards_split_the_stage_and_assemble_like_one_process(tiny, home, tmp_path):
+    options = {**FAST, "llm_users": 64}
+    whole_backend = PromptKeyedBackend()
+    whole = LLMSeR(options)
+    whole.configure(config(enhancer=options))
+    whole.chat_model = ChatModel(
+        ChatConfig(cache_path=tmp_path / "a.sqlite"), backend=whole_backend
+    )
+    whole.prepare(tiny, tmp_path / "a" / "llmser")
+
+    work = tmp_path / "b" / "llmser"
+    backend = PromptKeyedBackend()
+    chat = ChatModel(ChatConfig(cache_path=tmp_path / "b.sqlite"), backend=backend)
+    asked = []
+    for k in (0, 1):
+        # threads only change speed: the shard must land in the same stage directory
+        shard = LLMSeR({**options, "chat": {"threads": 1}})
+        shard.configure(config(enhancer=options))
+        shard.chat_model = chat
+        shard.prepare(tiny, work, shard=(k, 2))
+        asked.append(len(backend.prompts))
+        assert shard.stage_dir(tiny, work) == whole.stage_dir(tiny, work)
+    assert shard.cost.get("chunks_missing") is None  # the last shard found all chunks: assembled
+    assert 0 < asked[0] < asked[1]  # each shard asked for its own chunks only
+    assert sorted(backend.prompts) == sorted(whole_backend.prompts)
+
+    final = LLMSeR(options)
+    final.configure(config(enhancer=options))
+    final.chat_model = chat
+    final.prepare(tiny, work)
+    assert len(backend.prompts) == asked[1]  # assembling asks nothing
+    np.testing.assert_array_equal(final.pseudo_items, whole.pseudo_items)
+    np.testing.assert_array_equal(final.omega, whole.omega)
+    with pytest.raises(ConfigError, match="shard 2/2"):
+        final.prepare(tiny, work, shard=(2, 2))

@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 
 # Bump when prompts, grammars or the chunk format change: cached chunks are then not reused.
 STAGE_VERSION = 1
+RUNTIME_CHAT_KEYS = ("threads", "parallel_slots")
 ABLATIONS = ("none", "wo_ccg", "wo_snf", "wo_arv", "wo_rcs", "wo_reason", "wo_wd")
 
 
@@ -411,7 +412,8 @@ class LLMSeR(Enhancer):
             else "none",
             "pool": o.pool if o.ablation == "wo_ccg" else None,
             "fallback": o.snf_fallback,
-            "chat": o.chat,
+            # threads and slots change speed, not answers: chunks stay shared across them
+            "chat": {k: v for k, v in o.chat.items() if k not in RUNTIME_CHAT_KEYS},
             "max_tokens": o.max_tokens,
             "fields": list(o.text_fields),
             "chars": o.text_chars,
@@ -495,7 +497,16 @@ class LLMSeR(Enhancer):
         self._ensure_run_config(dataset)
         return Path(workdir) / short_hash(self._stage_payload(dataset))
 
-    def prepare(self, dataset: Dataset, workdir: Path) -> None:
+    def prepare(self, dataset: Dataset, workdir: Path, shard: tuple[int, int] = (0, 1)) -> None:
+        """Build (or reuse) every chunk and assemble the artefacts.
+
+        ``shard=(k, n)`` builds only the missing chunks whose index is k mod n, so n processes
+        can share one stage; a shard that finds chunks still missing returns without
+        assembling (``self.cost`` then says how many), and a last unsharded call assembles.
+        """
+        k_shard, n_shard = shard
+        if not 0 <= k_shard < n_shard:
+            raise ConfigError(f"llmser shard {k_shard}/{n_shard}: need 0 <= k < n")
         directory = self.stage_dir(dataset, workdir)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_json(directory / "options.json", self._stage_payload(dataset))
@@ -519,6 +530,23 @@ class LLMSeR(Enhancer):
                 segments += [(start, llm_upto, True), (llm_upto, end, False)]
             else:
                 segments.append((start, end, start < llm_upto))
+
+        def chunk_path(start: int, end: int, use_llm: bool) -> Path:
+            return chunks_dir / f"{'llm' if use_llm else 'plain'}-{start:07d}-{end:07d}.npz"
+
+        if n_shard > 1:
+            mine = [s for i, s in enumerate(segments) if i % n_shard == k_shard]
+            todo = [s for s in mine if not chunk_path(*s).exists()]
+            bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=None)
+            for start, end, use_llm in bar:
+                users = np.arange(start, end)
+                result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
+                atomic_save_npz(chunk_path(start, end, use_llm), **result)
+            missing = sum(not chunk_path(*s).exists() for s in segments)
+            if missing:
+                self.cost = {"shard": f"{k_shard}/{n_shard}", "chunks": len(segments),
+                             "chunks_missing": missing, "built_now": len(todo)}  # fmt: skip
+                return
         pseudo: list[np.ndarray] = []
         omega = np.zeros(n_users, dtype=np.float32)
         picked_all = np.zeros(n_users, dtype=np.int64)
@@ -526,7 +554,7 @@ class LLMSeR(Enhancer):
         bar = tqdm(segments, desc="llmser offline", unit="chunk", disable=None, mininterval=5.0)
         for start, end, use_llm in bar:
             users = np.arange(start, end)
-            path = chunks_dir / f"{'llm' if use_llm else 'plain'}-{start:07d}-{end:07d}.npz"
+            path = chunk_path(start, end, use_llm)
             if not path.exists():
                 result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
                 atomic_save_npz(path, **result)
