@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 
 CACHE_FORMAT_VERSION = 2  # bump when reader output changes: stale caches are not reused
@@ -51,16 +52,6 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 def dataset_root(cache: Path, name: str) -> Path:
     return Path(cache) / name / "dataset"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_dataset(dataset: Dataset, directory: Path) -> Path:
@@ -114,7 +105,7 @@ def load_dataset(directory: Path) -> Dataset:
 def set_current(cache: Path, name: str, key: str) -> None:
     root = dataset_root(cache, name)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "CURRENT", key + "\n")
+    atomic.write_text(root / "CURRENT", key + "\n")
 
 
 def current_directory(cache: Path, name: str) -> Path | None:

@@ -23,12 +23,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.llmser import (
     LLMSeR,
-    atomic_save_npz,
-    atomic_write_json,
     csr_from_lists,
     dual_channel,
     model_max_len,
@@ -86,7 +85,7 @@ class ASReP(Enhancer):
         }
         directory = Path(workdir) / short_hash(payload)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / "options.json", payload)
+        atomic.write_json(directory / "options.json", payload)
         model = helper.reverse_model(dataset, workdir)
         same_model = helper._offline_model() == self.run_config.model
         self.reverse_state = (
@@ -98,7 +97,7 @@ class ASReP(Enhancer):
         if not path.exists():
             started = time.perf_counter()
             offsets, flat = self.generate(model, dataset)
-            atomic_save_npz(
+            atomic.save_npz(
                 path,
                 pseudo_offsets=offsets,
                 pseudo_items=flat,
@@ -107,7 +106,7 @@ class ASReP(Enhancer):
         data = np.load(path)
         self.pseudo_offsets = data["pseudo_offsets"]
         self.pseudo_items = data["pseudo_items"]
-        atomic_write_json(
+        atomic.write_json(
             directory / "cost.json",
             {
                 "generation_seconds": float(data["seconds"]),

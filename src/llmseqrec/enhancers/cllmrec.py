@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.views import crop_lowest, represent_by_length
@@ -82,18 +82,6 @@ class CLLMRecOptions(BaseModel):
     chunk_users: int = Field(1000, ge=1, description="users per resumable chunk")
     max_batch_tokens: int = Field(8192, ge=64)
     device: str | None = None
-
-
-def _atomic_save(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def _left_pad_float(offsets: np.ndarray, values: np.ndarray, length: int, rows: np.ndarray):
@@ -390,7 +378,8 @@ def compute_importance_scores(
             return scores, directory
     chunks = directory / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
-    _atomic_json(
+    atomic.write_json(
+        directory / "options.json",
         {
             "method": "cllmrec",
             "dataset": dataset.name,
@@ -402,7 +391,6 @@ def compute_importance_scores(
             "fields": opts.fields,
             "horizon": enhancer.resolved_horizon(),
         },
-        directory / "options.json",
     )
     texts = dataset.render_item_texts(tuple(opts.fields))
     offsets, items = split.train_offsets, split.train_items
@@ -438,12 +426,12 @@ def compute_importance_scores(
         base = int(offsets[first])
         for (_start, begin, end), got in zip(spans, scored, strict=True):
             values[begin - base : end - base] = got
-        _atomic_save(values, path)
+        atomic.save_npy(path, values)
         cost["users_scored"] += last - first
         cost["items_scored"] += int(sum(len(s) for s in sequences))
         cost["encoder_sequences"] += passes
         cost["seconds"] += time.perf_counter() - started
-        _atomic_json(cost, cost_path)
+        atomic.write_json(cost_path, cost)
         bar.update(last - first)
     bar.close()
     scores = np.concatenate(
@@ -451,8 +439,8 @@ def compute_importance_scores(
     ).astype(np.float32)
     if len(scores) != len(items):
         raise ConfigError(f"{chunks}: chunks do not cover the training items; delete the folder")
-    _atomic_save(scores, final)
+    atomic.save_npy(final, scores)
     cost["items_total"] = int(len(items))
     cost["items_without_score"] = int(np.isnan(scores).sum())
-    _atomic_json(cost, cost_path)
+    atomic.write_json(cost_path, cost)
     return scores, directory

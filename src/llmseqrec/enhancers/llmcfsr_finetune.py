@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -200,24 +200,6 @@ def artefact_hash(dataset: Dataset, options: FinetuneOptions) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_npy(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- stages
 def finetune(
     model: Any,
@@ -257,14 +239,14 @@ def finetune(
 
     def save() -> None:
         weights = {name: p.detach().clone() for name, p in params}
-        _atomic_save(
+        atomic.torch_save(
+            path,
             {
                 "weights": weights,
                 "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "record": json.dumps(record),
             },
-            path,
         )
 
     model.train()
@@ -346,7 +328,7 @@ def embed_all(
                     model, tokenizer, [chunk[r] for r in rows], options.embed_max_seq_length
                 )
                 vectors[rows] = F.normalize(pooled, dim=-1).numpy()
-            _atomic_npy(vectors, part)
+            atomic.save_npy(part, vectors)
         parts.append(np.load(part))
     body = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     return np.concatenate([np.zeros((1, body.shape[1]), np.float32), body])
@@ -388,8 +370,8 @@ def semantic_item_embeddings(
     started = time.perf_counter()
     embeddings = embed_all(model, tokenizer, texts, options, directory, progress)
     timing["embed_seconds"] = time.perf_counter() - started
-    _atomic_npy(embeddings, final)
-    _atomic_json(timing, directory / "timing.json")
+    atomic.save_npy(final, embeddings)
+    atomic.write_json(directory / "timing.json", timing)
     for part in directory.glob("emb_part_*.npy"):
         part.unlink()
     return embeddings, directory

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender
@@ -124,9 +124,7 @@ class LLMESR(Enhancer):
         # Ties/too few users leave -1: fall back to the best neighbour.
         neighbours = np.where(neighbours < 0, neighbours[:, :1], neighbours)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-        np.save(tmp, neighbours.astype(np.int64))
-        os.replace(tmp, path)
+        atomic.save_npy(path, neighbours.astype(np.int64))
         self.neighbours = neighbours.astype(np.int64)
 
     def wrap(self, recommender: nn.Module) -> nn.Module:

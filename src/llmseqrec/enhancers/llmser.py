@@ -60,7 +60,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +69,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.errors import ConfigError
@@ -110,18 +110,6 @@ class LLMSeROptions(BaseModel):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def short_hash(payload: Any) -> str:
@@ -489,7 +477,7 @@ class LLMSeR(Enhancer):
             model = self.reverse_model(dataset, workdir)
             reversed_histories = [h[::-1].copy() for h in histories]
             out = topk_next(model, reversed_histories, n, model_max_len(model), seen)
-        atomic_save_npz(path, candidates=out, seconds=np.array(time.perf_counter() - started))
+        atomic.save_npz(path, candidates=out, seconds=np.array(time.perf_counter() - started))
         return out
 
     def stage_dir(self, dataset: Dataset, workdir: Path) -> Path:
@@ -509,7 +497,7 @@ class LLMSeR(Enhancer):
             raise ConfigError(f"llmser shard {k_shard}/{n_shard}: need 0 <= k < n")
         directory = self.stage_dir(dataset, workdir)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / "options.json", self._stage_payload(dataset))
+        atomic.write_json(directory / "options.json", self._stage_payload(dataset))
         self.artefact_dir = directory
         wall = time.perf_counter()
         candidates = self.candidate_pools(dataset, workdir, directory)
@@ -541,7 +529,7 @@ class LLMSeR(Enhancer):
             for start, end, use_llm in bar:
                 users = np.arange(start, end)
                 result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-                atomic_save_npz(chunk_path(start, end, use_llm), **result)
+                atomic.save_npz(chunk_path(start, end, use_llm), **result)
             missing = sum(not chunk_path(*s).exists() for s in segments)
             if missing:
                 self.cost = {"shard": f"{k_shard}/{n_shard}", "chunks": len(segments),
@@ -557,7 +545,7 @@ class LLMSeR(Enhancer):
             path = chunk_path(start, end, use_llm)
             if not path.exists():
                 result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-                atomic_save_npz(path, **result)
+                atomic.save_npz(path, **result)
             data = np.load(path)
             offs, flat = data["pseudo_offsets"], data["pseudo_items"]
             pseudo += [flat[offs[i] : offs[i + 1]] for i in range(len(users))]
@@ -582,9 +570,9 @@ class LLMSeR(Enhancer):
         }
         if self.opts.llm and self.chat_model is not None:
             cost["chat_model"] = getattr(self.chat_model, "identity", "?")
-        atomic_write_json(directory / "cost.json", cost)
+        atomic.write_json(directory / "cost.json", cost)
         # runs with different LLM coverage share the stage directory: keep each one's figures
-        atomic_write_json(directory / f"cost-llm{llm_upto}.json", cost)
+        atomic.write_json(directory / f"cost-llm{llm_upto}.json", cost)
         self.cost = cost
 
     # ---------------------------------------------------------------- chunk

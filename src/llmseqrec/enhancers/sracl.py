@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.views import represent_by_length, substitute
@@ -131,24 +131,6 @@ class SraclOptions(BaseModel):
 
 class LlmStageIncomplete(RuntimeError):
     """The LLM stage stopped at ``llm_limit``; a rerun continues where it stopped."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
-
-
-def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    _atomic_write(path, buffer.getvalue())
 
 
 def _clip(text: str, chars: int) -> str:
@@ -407,7 +389,7 @@ def prompt_keys(
     for (backend, model, kind), name in names.items():
         held[name] = summary_keys(backend, model, options, kind, prompts[kind])
     memo.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_json(memo, held)
+    atomic.write_json(memo, held)
     return held
 
 
@@ -450,7 +432,7 @@ def prepare_artefacts(
             if own_chat:
                 chat.close()
         cost = stage["cost"]
-        _atomic_json(directory / "llm_cost.json", cost)
+        atomic.write_json(directory / "llm_cost.json", cost)
         if cost["users_done"] < cost["users_total"] or cost["items_done"] < cost["items_total"]:
             raise LlmStageIncomplete(
                 f"sracl LLM stage incomplete: {cost['users_done']}/{cost['users_total']} users, "
@@ -466,8 +448,10 @@ def prepare_artefacts(
         user_texts = [" ; ".join(reversed(builder.user_history(u))) for u in range(dataset.n_users)]
         item_texts = [builder.item_label(i) for i in items]
         cost = {"calls": 0, "model": None, "backend": None}
-    _atomic_json(directory / "user_texts.json", user_texts)
-    _atomic_json(directory / "item_texts.json", dict(zip(map(str, items), item_texts, strict=True)))
+    atomic.write_json(directory / "user_texts.json", user_texts)
+    atomic.write_json(
+        directory / "item_texts.json", dict(zip(map(str, items), item_texts, strict=True))
+    )
     encoder = SentenceEncoder(options.encoder)
     embed_start = time.perf_counter()
     item_vectors = encoder.encode(item_texts, progress=progress)
@@ -488,22 +472,22 @@ def prepare_artefacts(
     ids = np.asarray(items, dtype=np.int64)
     item_nb = np.zeros((dataset.n_items + 1, k), dtype=np.int64)
     item_nb[ids, : item_idx.shape[1]] = np.where(item_idx >= 0, ids[np.maximum(item_idx, 0)], 0)
-    _atomic_npy(directory / "user_neighbours.npy", user_nb)
-    _atomic_npy(directory / "item_neighbours.npy", item_nb)
+    atomic.save_npy(directory / "user_neighbours.npy", user_nb)
+    atomic.save_npy(directory / "item_neighbours.npy", item_nb)
     cost.update(
         embedding_model=encoder.identity,
         texts_encoded=encoder.encoded,
         embedding_seconds=round(embed_seconds, 3),
         total_seconds=round(time.perf_counter() - started, 3),
     )
-    _atomic_json(directory / "cost.json", cost)
+    atomic.write_json(directory / "cost.json", cost)
     meta = {
         "options": options.artefact_options(),
         "users": dataset.n_users,
         "items_with_text": len(items),
         "items": dataset.n_items,
     }
-    _atomic_json(directory / "meta.json", meta)  # written last: marks the artefacts complete
+    atomic.write_json(directory / "meta.json", meta)  # written last: marks the artefacts complete
     return directory
 
 

