@@ -157,6 +157,52 @@ def chunk_totals(stage_dir: Path) -> dict | None:
     return totals
 
 
+def llm_vs_free(stage_dir: Path, data) -> dict | None:
+    """What the chat model chose, next to the LLM-free path on the same users.
+
+    Both paths keep their chunks in one stage directory (``llm-*`` and ``plain-*``, same user
+    ranges), so every LLM user is compared with its own LLM-free pseudo items and ARV pick.
+    """
+    chunks = stage_dir / "chunks"
+    llm_files = sorted(chunks.glob("llm-*.npz"))
+    pairs = [(f, chunks / f.name.replace("llm-", "plain-", 1)) for f in llm_files]
+    pairs = [(a, b) for a, b in pairs if b.exists()]
+    if not pairs:
+        return None
+    out = {"users": 0, "complete_snf": 0, "overlap": [], "runs": 0, "same_order": 0,
+           "arv_top1": 0, "arv_hit": 0, "free_hit": 0, "omega_llm": [], "omega_free": [],
+           "arv_position": np.zeros(32, dtype=np.int64)}  # fmt: skip
+    for llm_path, free_path in pairs:
+        llm, free = np.load(llm_path), np.load(free_path)
+        counters = json.loads(str(llm["counters"]))
+        out["complete_snf"] += counters["snf_users"] - counters["snf_fallback_users"]
+        for i, user in enumerate(llm["users"]):
+            chosen = llm["pseudo_items"][llm["pseudo_offsets"][i] : llm["pseudo_offsets"][i + 1]]
+            top = free["pseudo_items"][free["pseudo_offsets"][i] : free["pseudo_offsets"][i + 1]]
+            pool = list(llm["pools"][i][llm["pools"][i] > 0])
+            if len(top):
+                out["overlap"].append(len(set(chosen.tolist()) & set(top.tolist())) / len(top))
+                out["same_order"] += int(np.array_equal(chosen, top))
+            positions = [pool.index(int(c)) for c in chosen if int(c) in pool]
+            # the 135M model's failure mode: "items": [12, 13, 14, ...], a count, not a choice
+            if len(positions) > 2 and np.all(np.diff(positions) == 1) and positions[0] > 0:
+                out["runs"] += 1
+            verify = list(llm["verify"][i])
+            target = int(data.split.train_sequence(int(user))[-1])
+            picked = int(llm["picked"][i])
+            out["arv_top1"] += int(picked == verify[0])
+            out["arv_position"][min(verify.index(picked), 31) if picked in verify else 31] += 1
+            out["arv_hit"] += int(picked == target)
+            out["free_hit"] += int(int(free["picked"][i]) == target)
+        out["omega_llm"].append(llm["omega"])
+        out["omega_free"].append(free["omega"])
+        out["users"] += len(llm["users"])
+    out["overlap"] = float(np.mean(out["overlap"])) if out["overlap"] else 0.0
+    out["omega_llm"] = float(np.concatenate(out["omega_llm"]).mean())
+    out["omega_free"] = float(np.concatenate(out["omega_free"]).mean())
+    return out
+
+
 def fmt(values):
     v = np.asarray(values)
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
@@ -365,6 +411,37 @@ def report(args, datasets) -> str:
                 f"{c['mean_omega']:.3f}. Ran on: CPU (packaged SmolLM2-135M Q4_1, llama.cpp). "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
+    for dataset in args.datasets:
+        _, path = stage_cost(
+            dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
+        )
+        both = llm_vs_free(path.parent, datasets[dataset])
+        if both is None:
+            continue
+        n = max(both["users"], 1)
+        top_positions = ", ".join(
+            f"{k + 1}: {v / n:.0%}" for k, v in enumerate(both["arv_position"][:3])
+        )
+        lines += [
+            "",
+            f"What the chat model chose on {dataset} ({both['users']} LLM users, each set next to "
+            "its own LLM-free path, same stage directory):",
+            "",
+            "| | LLM path | LLM-free path |",
+            "|---|---|---|",
+            f"| SNF: answer grounded to M items without CCG fill | {both['complete_snf'] / n:.1%} "
+            "| - |",
+            f"| SNF: pseudo items shared with CCG top-M | {both['overlap']:.1%} | 100% |",
+            f"| SNF: same items in the same order as CCG top-M | {both['same_order'] / n:.1%} "
+            "| 100% |",
+            f"| SNF: picks are a consecutive run of candidate numbers (counting, not choosing) "
+            f"| {both['runs'] / n:.1%} | - |",
+            f"| ARV: pick = forward model's top-1 | {both['arv_top1'] / n:.1%} | 100% |",
+            f"| ARV: pick position in the forward top-H (1, 2, 3) | {top_positions} | 1: 100% |",
+            f"| ARV: pick = the masked (true) item | {both['arv_hit'] / n:.1%} "
+            f"| {both['free_hit'] / n:.1%} |",
+            f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
+        ]
     cached = cached_answers()
     if cached:
         lines += [
@@ -459,7 +536,9 @@ def main() -> None:
     parser.add_argument("--sweeps", action="store_true", help="M and beta sweeps (LLM-free)")
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
     parser.add_argument(
-        "--llm-shard", default="0/1", help="--stage: build only chunks k mod n (k/n), one process each"
+        "--llm-shard",
+        default="0/1",
+        help="--stage: build only chunks k mod n (k/n), one process each",
     )
     parser.add_argument("--llm-threads", type=int, default=None, help="--stage: llama.cpp threads")
     parser.add_argument("--report-only", action="store_true")

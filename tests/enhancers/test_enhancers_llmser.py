@@ -301,3 +301,17 @@ def test_shards_split_the_stage_and_assemble_like_one_process(tiny, home, tmp_pa
     np.testing.assert_array_equal(final.omega, whole.omega)
     with pytest.raises(ConfigError, match="shard 2/2"):
         final.prepare(tiny, work, shard=(2, 2))
+
+
+@pytest.mark.parametrize("reason", [True, False])
+def test_answer_cap_holds_the_longest_answer_the_grammar_allows(reason):
+    """Bug: a 96-token cap cut SNF item lists off after an 80-character reason, so the answer
+    grounded to nothing and every such user silently fell back to CCG top-M."""
+    from llmseqrec.enhancers.llmser import REASON_CHARS, answer_token_cap
+
+    for n in (1, 12, 20):
+        head = '{"reason": "' + "1. " * (REASON_CHARS // 3) + "1" * (REASON_CHARS % 3) + '", '
+        items = ", ".join(["99"] * n)
+        longest = (head if reason else "{") + f'"items": [{items}]}}'
+        assert len(longest.encode()) <= answer_token_cap(reason, n)  # a token is >= 1 byte
+    assert answer_token_cap(True, 12) > 96

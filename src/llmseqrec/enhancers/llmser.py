@@ -78,7 +78,7 @@ from llmseqrec.training.batches import Batch, left_pad
 log = logging.getLogger(__name__)
 
 # Bump when prompts, grammars or the chunk format change: cached chunks are then not reused.
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: the answer cap fits the longest answer (96 tokens cut SNF lists off)
 RUNTIME_CHAT_KEYS = ("threads", "parallel_slots")
 ABLATIONS = ("none", "wo_ccg", "wo_snf", "wo_arv", "wo_rcs", "wo_reason", "wo_wd")
 
@@ -102,7 +102,9 @@ class LLMSeROptions(BaseModel):
     offline_epochs: int = Field(30, ge=1, description="epochs for the reverse/forward models")
     offline_patience: int = Field(5, ge=1)
     chat: dict[str, Any] = Field(default_factory=dict, description="ChatConfig fields")
-    max_tokens: int | None = Field(None, ge=1, description="answer tokens (default 48 / 96)")
+    max_tokens: int | None = Field(
+        None, ge=1, description="answer tokens (default: the longest answer the format allows)"
+    )
     chunk_users: int = Field(32, ge=1)
     text_fields: tuple[str, ...] = ("title", "brand", "categories")
     text_chars: int = Field(120, ge=10, description="item text cut to this many characters")
@@ -319,6 +321,18 @@ def arv_schema(reason: bool) -> dict[str, Any]:
     if reason:
         props = {"reason": {"type": "string", "maxLength": REASON_CHARS}, **props}
     return {"type": "object", "properties": props, "required": list(props)}
+
+
+def answer_token_cap(reason: bool, n_items: int) -> int:
+    """Tokens that always hold the longest answer the grammar/schema allows.
+
+    A token is at least one byte, so the byte length of the longest compact answer is a bound;
+    16 more cover a JSON-schema server's spacing. A smaller cap cuts the item list off after a
+    long reason, and a cut answer grounds to nothing (the LLM is then silently bypassed).
+    """
+    head = len('{"reason": "') + REASON_CHARS + len('", ') if reason else 1
+    body = len('"items": [') + 2 * n_items + len(", ") * (n_items - 1) + len("]}")
+    return head + body + 16
 
 
 _GBNF_REASON = f'reason ::= "\\"reason\\": \\"" [^"\\\\\\n]{{1,{REASON_CHARS}}} "\\", "\n'
@@ -628,12 +642,15 @@ class LLMSeR(Enhancer):
         histories = [split.train_sequence(int(u)) for u in users]
         pools = [c[c > 0] for c in candidates[users]]
         reason = o.ablation != "wo_reason"
-        max_tokens = o.max_tokens or (96 if reason else 48)
+        snf_tokens = o.max_tokens or answer_token_cap(reason, m)
+        arv_tokens = o.max_tokens or answer_token_cap(reason, 1)
         stats = GroundingStats()
         grounder = Grounder(texts, self._encoder() if use_llm else None, stats=stats)
         chat = self._chat() if use_llm else None
 
-        def ask(prompts: list[str], template: Any, shape: dict[str, Any]) -> list[str | None]:
+        def ask(
+            prompts: list[str], template: Any, shape: dict[str, Any], max_tokens: int
+        ) -> list[str | None]:
             if not prompts:
                 return []
             before = chat.usage.as_dict() if hasattr(chat.usage, "as_dict") else {}
@@ -660,7 +677,7 @@ class LLMSeR(Enhancer):
         llm_snf = use_llm and o.ablation != "wo_snf"
         if llm_snf:
             template = snf_template(reason, reversed_history=o.ablation != "wo_rcs")
-            budget = max(256, self._chat().context_length - max_tokens - 32)
+            budget = max(256, self._chat().context_length - snf_tokens - 32)
             prompts, index = [], []
             for i, (h, pool) in enumerate(zip(histories, pools, strict=True)):
                 if len(pool) == 0:
@@ -688,6 +705,7 @@ class LLMSeR(Enhancer):
                             snf_schema(reason, m),
                             snf_grammar(reason, m),
                         ),
+                        snf_tokens,
                     ),
                     strict=True,
                 )
@@ -726,7 +744,7 @@ class LLMSeR(Enhancer):
         llm_arv = use_llm
         if llm_arv:
             template = arv_template(reason)
-            budget = max(256, self._chat().context_length - max_tokens - 32)
+            budget = max(256, self._chat().context_length - arv_tokens - 32)
             prompts, index = [], []
             for i, (x, cands) in enumerate(zip(inputs, verify, strict=True)):
                 cands = cands[cands > 0]
@@ -751,6 +769,7 @@ class LLMSeR(Enhancer):
                             arv_schema(reason),
                             arv_grammar(reason),
                         ),
+                        arv_tokens,
                     ),
                     strict=True,
                 )
