@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,7 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
     pairs = [(a, b) for a, b in pairs if b.exists()]
     if not pairs:
         return None
-    out = {"users": 0, "complete_snf": 0, "overlap": [], "runs": 0, "same_order": 0,
+    out = {"users": 0, "complete_snf": 0, "overlap": [], "same_order": 0,
            "arv_top1": 0, "arv_hit": 0, "free_hit": 0, "omega_llm": [], "omega_free": [],
            "arv_position": np.zeros(32, dtype=np.int64)}  # fmt: skip
     for llm_path, free_path in pairs:
@@ -179,14 +180,9 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
         for i, user in enumerate(llm["users"]):
             chosen = llm["pseudo_items"][llm["pseudo_offsets"][i] : llm["pseudo_offsets"][i + 1]]
             top = free["pseudo_items"][free["pseudo_offsets"][i] : free["pseudo_offsets"][i + 1]]
-            pool = list(llm["pools"][i][llm["pools"][i] > 0])
             if len(top):
                 out["overlap"].append(len(set(chosen.tolist()) & set(top.tolist())) / len(top))
                 out["same_order"] += int(np.array_equal(chosen, top))
-            positions = [pool.index(int(c)) for c in chosen if int(c) in pool]
-            # the 135M model's failure mode: "items": [12, 13, 14, ...], a count, not a choice
-            if len(positions) > 2 and np.all(np.diff(positions) == 1) and positions[0] > 0:
-                out["runs"] += 1
             verify = list(llm["verify"][i])
             target = int(data.split.train_sequence(int(user))[-1])
             picked = int(llm["picked"][i])
@@ -434,13 +430,22 @@ def report(args, datasets) -> str:
             f"| SNF: pseudo items shared with CCG top-M | {both['overlap']:.1%} | 100% |",
             f"| SNF: same items in the same order as CCG top-M | {both['same_order'] / n:.1%} "
             "| 100% |",
-            f"| SNF: picks are a consecutive run of candidate numbers (counting, not choosing) "
-            f"| {both['runs'] / n:.1%} | - |",
             f"| ARV: pick = forward model's top-1 | {both['arv_top1'] / n:.1%} | 100% |",
             f"| ARV: pick position in the forward top-H (1, 2, 3) | {top_positions} | 1: 100% |",
             f"| ARV: pick = the masked (true) item | {both['arv_hit'] / n:.1%} "
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
+        ]
+    patterns = answer_patterns(n_verify=10)
+    if patterns:
+        lines += [
+            "",
+            f"Parsed answers in the response cache: SNF {patterns['snf']} answers, "
+            f"{patterns['counting']:.0%} of them an ascending count of candidate numbers "
+            "(each number 1-2 above the last: counting, not choosing), "
+            f"{patterns['snf_outside']:.0%} naming a number above the {STAGE_N} candidates; "
+            f"ARV {patterns['arv']} answers, {patterns['arv_outside']:.0%} naming a number above "
+            "the 10 candidates (the history above them is numbered 1..n too).",
         ]
     cached = cached_answers()
     if cached:
@@ -453,23 +458,65 @@ def report(args, datasets) -> str:
         lines += ["|---|---:|---|---:|"]
         for template, n, tin, tout, sec in cached:
             lines.append(f"| {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
-        per_answer = sum(row[1] * row[4] for row in cached) / sum(row[1] for row in cached) / 8
         for dataset in args.datasets:
+            _, path = stage_cost(
+                dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
+            )
+            done = chunk_totals(path.parent)
+            if not done or not done.get("llm_users"):
+                continue
+            per_user = done["llm_wall_seconds"] / done["llm_users"]
             users = datasets[dataset].n_users
             lines.append(
-                f"\nAt that rate (about {per_answer:.0f} s wall per answer) the full stage on "
-                f"{dataset} ({users} users x 2 calls) would take about "
-                f"{users * 2 * per_answer / 3600:.0f} hours on this machine."
+                f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
+                f"ARV, one one-core process, {done['tokens_in'] / done['calls'] / 1:.0f} prompt "
+                f"tokens per call); the full stage ({users} users) is about "
+                f"{users * per_user / 3600:.0f} core-hours on this CPU."
             )
-        lines += ["", "Sample answers (as cached):", ""]
+        lines += ["", "Latest answers (as cached):", ""]
         lines += [f"- `{a}`" for a in sample_answers()]
         lines += [
             "",
-            "Model seconds are per answer with 8 llama.cpp slots decoding together on 2 CPU cores",
-            "shared with other jobs (load average 8-15 while this ran): wall time per answer is",
-            "roughly model seconds / 8.",
+            "Model seconds in the table are per answer with 8 llama.cpp slots decoding together,",
+            "so they overstate the wall time per answer about 8-fold.",
         ]
     return "\n".join(lines) + "\n"
+
+
+STAGE_N = 20  # CCG pool size (LLMSeROptions default)
+
+
+def answer_patterns(n_verify: int) -> dict | None:
+    """How the chat model's parsed answers look: counting runs and out-of-range numbers."""
+    import sqlite3
+
+    path = Path(os.environ["LLMSEQREC_HOME"]) / "cache" / "llm" / "responses.sqlite"
+    if not path.exists():
+        return None
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT template, response FROM responses WHERE template LIKE 'llmser_pick_%'"
+        ).fetchall()
+    snf, arv = [], []
+    for _template, response in rows:
+        try:
+            parsed = json.loads(response)
+        except ValueError:
+            continue  # answers cut off by the old 96-token cap
+        if "items" in parsed and isinstance(parsed["items"], list) and parsed["items"]:
+            snf.append([int(x) for x in parsed["items"]])
+        elif isinstance(parsed.get("item"), int):
+            arv.append(parsed["item"])
+    if not snf and not arv:
+        return None
+    counting = [len(x) > 2 and all(1 <= b - a <= 2 for a, b in pairwise(x)) for x in snf]
+    return {
+        "snf": len(snf),
+        "counting": float(np.mean(counting)) if snf else 0.0,
+        "snf_outside": float(np.mean([max(x) > STAGE_N for x in snf])) if snf else 0.0,
+        "arv": len(arv),
+        "arv_outside": float(np.mean([x > n_verify for x in arv])) if arv else 0.0,
+    }
 
 
 def cached_answers() -> list[tuple]:
@@ -491,7 +538,9 @@ def sample_answers(n: int = 4) -> list[str]:
     path = Path(os.environ["LLMSEQREC_HOME"]) / "cache" / "llm" / "responses.sqlite"
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT DISTINCT response FROM responses WHERE template LIKE 'llmser_%' LIMIT ?", (n,)
+            "SELECT response FROM responses WHERE template LIKE 'llmser_%' "
+            "ORDER BY rowid DESC LIMIT ?",
+            (n,),
         ).fetchall()
     return [r[0].replace("`", "'") for r in rows]
 

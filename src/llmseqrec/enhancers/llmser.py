@@ -539,7 +539,7 @@ class LLMSeR(Enhancer):
         if n_shard > 1:
             mine = [s for i, s in enumerate(segments) if i % n_shard == k_shard]
             todo = [s for s in mine if not chunk_path(*s).exists()]
-            bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=None)
+            bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=False)
             for start, end, use_llm in bar:
                 users = np.arange(start, end)
                 result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
