@@ -35,7 +35,7 @@ os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 from run_records import keep, restore, write_report  # noqa: E402
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
-from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
+from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions  # noqa: E402
 from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
@@ -364,11 +364,13 @@ def report(args, datasets) -> str:
         "## LLM stage cost",
         "",
     ]
+    stages = {}  # dataset -> (stage directory, its finished LLM chunks), read once
     for dataset in args.datasets:
         cost, path = stage_cost(
             dataset, datasets[dataset], llmser_options(args.llm_users), "p-s100", args.epochs
         )
         full = chunk_totals(path.parent)
+        stages[dataset] = (path.parent, full)
         if full is not None:
             full["users"] = datasets[dataset].n_users
             full["coverage"] = full["llm_users"] / full["users"]
@@ -407,11 +409,8 @@ def report(args, datasets) -> str:
                 f"{c['mean_omega']:.3f}. Ran on: CPU (packaged SmolLM2-135M Q4_1, llama.cpp). "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
-    for dataset in args.datasets:
-        _, path = stage_cost(
-            dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
-        )
-        both = llm_vs_free(path.parent, datasets[dataset])
+    for dataset, (stage_dir, _) in stages.items():
+        both = llm_vs_free(stage_dir, datasets[dataset])
         if both is None:
             continue
         n = max(both["users"], 1)
@@ -436,16 +435,17 @@ def report(args, datasets) -> str:
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
         ]
-    patterns = answer_patterns(n_verify=10)
+    patterns = answer_patterns()
     if patterns:
         lines += [
             "",
             f"Parsed answers in the response cache: SNF {patterns['snf']} answers, "
             f"{patterns['counting']:.0%} of them an ascending count of candidate numbers "
             "(each number 1-2 above the last: counting, not choosing), "
-            f"{patterns['snf_outside']:.0%} naming a number above the {STAGE_N} candidates; "
-            f"ARV {patterns['arv']} answers, {patterns['arv_outside']:.0%} naming a number above "
-            "the 10 candidates (the history above them is numbered 1..n too).",
+            f"{patterns['snf_outside']:.0%} naming a number above the {DEFAULTS.n_candidates} "
+            f"candidates; ARV {patterns['arv']} answers, {patterns['arv_outside']:.0%} naming a "
+            f"number above the {DEFAULTS.n_verify} candidates (the history above them is "
+            "numbered 1..n too).",
         ]
     cached = cached_answers()
     if cached:
@@ -458,18 +458,14 @@ def report(args, datasets) -> str:
         lines += ["|---|---:|---|---:|"]
         for template, n, tin, tout, sec in cached:
             lines.append(f"| {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
-        for dataset in args.datasets:
-            _, path = stage_cost(
-                dataset, datasets[dataset], llmser_options(None), "p-s100", args.epochs
-            )
-            done = chunk_totals(path.parent)
+        for dataset, (_, done) in stages.items():
             if not done or not done.get("llm_users"):
                 continue
             per_user = done["llm_wall_seconds"] / done["llm_users"]
             users = datasets[dataset].n_users
             lines.append(
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
-                f"ARV, one one-core process, {done['tokens_in'] / done['calls'] / 1:.0f} prompt "
+                f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
                 f"tokens per call); the full stage ({users} users) is about "
                 f"{users * per_user / 3600:.0f} core-hours on this CPU."
             )
@@ -483,10 +479,10 @@ def report(args, datasets) -> str:
     return "\n".join(lines) + "\n"
 
 
-STAGE_N = 20  # CCG pool size (LLMSeROptions default)
+DEFAULTS = LLMSeROptions()  # N and H of the stage the report reads
 
 
-def answer_patterns(n_verify: int) -> dict | None:
+def answer_patterns() -> dict | None:
     """How the chat model's parsed answers look: counting runs and out-of-range numbers."""
     import sqlite3
 
@@ -513,9 +509,11 @@ def answer_patterns(n_verify: int) -> dict | None:
     return {
         "snf": len(snf),
         "counting": float(np.mean(counting)) if snf else 0.0,
-        "snf_outside": float(np.mean([max(x) > STAGE_N for x in snf])) if snf else 0.0,
+        "snf_outside": float(np.mean([max(x) > DEFAULTS.n_candidates for x in snf]))
+        if snf
+        else 0.0,
         "arv": len(arv),
-        "arv_outside": float(np.mean([x > n_verify for x in arv])) if arv else 0.0,
+        "arv_outside": float(np.mean([x > DEFAULTS.n_verify for x in arv])) if arv else 0.0,
     }
 
 

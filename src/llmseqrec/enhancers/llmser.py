@@ -536,14 +536,17 @@ class LLMSeR(Enhancer):
         def chunk_path(start: int, end: int, use_llm: bool) -> Path:
             return chunks_dir / f"{'llm' if use_llm else 'plain'}-{start:07d}-{end:07d}.npz"
 
+        def build(start: int, end: int, use_llm: bool) -> None:
+            users = np.arange(start, end)
+            result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
+            atomic.save_npz(chunk_path(start, end, use_llm), **result)
+
         if n_shard > 1:
             mine = [s for i, s in enumerate(segments) if i % n_shard == k_shard]
             todo = [s for s in mine if not chunk_path(*s).exists()]
             bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=False)
-            for start, end, use_llm in bar:
-                users = np.arange(start, end)
-                result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-                atomic.save_npz(chunk_path(start, end, use_llm), **result)
+            for segment in bar:
+                build(*segment)
             missing = sum(not chunk_path(*s).exists() for s in segments)
             if missing:
                 self.cost = {"shard": f"{k_shard}/{n_shard}", "chunks": len(segments),
@@ -558,8 +561,7 @@ class LLMSeR(Enhancer):
             users = np.arange(start, end)
             path = chunk_path(start, end, use_llm)
             if not path.exists():
-                result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-                atomic.save_npz(path, **result)
+                build(start, end, use_llm)
             data = np.load(path)
             offs, flat = data["pseudo_offsets"], data["pseudo_items"]
             pseudo += [flat[offs[i] : offs[i + 1]] for i in range(len(users))]
