@@ -119,6 +119,20 @@ def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
     return build_run_config(dataset, model, method, protocol="p-cl", overrides=overrides)
 
 
+def run_line(
+    dataset: str, row: str, config, data, result: dict, directory: Path, started: float
+) -> str:
+    """What a run printed when it stopped: its figures and, beside them, its full protocol."""
+    status = "finished" if result.get("finished") else "paused (rerun to continue)"
+    test = result.get("test", {})
+    figures = f"HR@10 {test.get('hr@10', float('nan')):.4f} NDCG@10 {test.get('ndcg@10', float('nan')):.4f}"
+    seconds = time.perf_counter() - started
+    return (
+        f"{dataset} {row} seed {config.train.seed}: {status} in {seconds:.0f}s {figures}\n"
+        f"  {protocol_line(config, data.metadata, run_dir=directory)}"
+    )
+
+
 def ensure_prepared(name: str):
     try:
         return load(name)
@@ -477,16 +491,10 @@ def main() -> None:
                         )
                         continue
                     keep(directory, RUNS)
-                    status = "finished" if result.get("finished") else "paused (rerun to continue)"
-                    test = result.get("test", {})
                     print(
-                        f"{dataset} {row} seed {seed}: {status} in {time.perf_counter() - started:.0f}s "
-                        f"HR@10 {test.get('hr@10', float('nan')):.4f} NDCG@10 {test.get('ndcg@10', float('nan')):.4f} "
-                        f"{directory}",
-                        flush=True,
+                        run_line(dataset, row, config, data, result, directory, started), flush=True
                     )
                     report(args)
-        print(protocol_line(make_config(datasets[0], "sasrec", 42, args)))
     report(args)
 
 

@@ -24,3 +24,19 @@ def test_raw_rows_use_raw_text_and_llm_rows_use_summaries():
         expected = "raw" if "-raw" in row else None
         assert options.get("text_source") == expected, row
         assert model == ("gru4rec" if row.endswith("gru4rec") else "sasrec")
+
+
+def test_a_finished_run_prints_its_full_protocol(tiny, tmp_path):
+    # The line used to be built without the dataset's metadata and read "dataset beauty (?, ?
+    # users); filtering as prepared".
+    import argparse
+    import time
+
+    args = argparse.Namespace(epochs=3, cs_sample=None, max_minutes=None, patience=10)
+    config = sracl.make_config(tiny.name, "sasrec", 42, args)
+    result = {"finished": True, "test": {"hr@10": 0.25, "ndcg@10": 0.125}}
+    line = sracl.run_line(tiny.name, "sasrec", config, tiny, result, tmp_path, time.perf_counter())
+    users = tiny.metadata["counts"]["users"]
+    assert "?" not in line and "as prepared" not in line
+    assert f"{users} users" in line and "max len 20" in line and str(tmp_path) in line
+    assert "HR@10 0.2500 NDCG@10 0.1250" in line
