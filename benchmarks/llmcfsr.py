@@ -138,8 +138,9 @@ def timing_lines(datasets) -> list[str]:
     lines = [
         "## Semantic embedding stage (fine-tuning and embedding time)",
         "",
-        "| dataset | embeddings | items | fields | steps | fine-tune s | embed s | loss first -> last | dir |",
-        "|---|---|---:|---|---:|---:|---:|---|---|",
+        "| dataset | embeddings | items | fields | steps | torch threads | fine-tune s | embed s "
+        "| load average (1 min) after fine-tune / embed | loss first -> last | dir |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---|---|",
     ]
     found = False
     for dataset in datasets:
@@ -149,15 +150,19 @@ def timing_lines(datasets) -> list[str]:
             t = json.loads(timing_path.read_text())
             enabled = t["options"]["enabled"]
             loss = f"{t['loss_first']:.3f} -> {t['loss_last']:.3f}" if t.get("loss_first") else "-"
+            loads = " / ".join(
+                f"{t[key]:.1f}" if key in t else "not recorded"
+                for key in ("finetune_load_average", "embed_load_average")
+            )
             lines.append(
                 f"| {dataset} | {'fine-tuned' if enabled else 'raw MiniLM'} | {t['items']} | "
-                f"{', '.join(t['fields'])} | {t.get('finetune_steps', '-')} | "
-                f"{t.get('finetune_seconds', 0):.0f} | {t['embed_seconds']:.0f} | {loss} | "
+                f"{', '.join(t['fields'])} | {t.get('finetune_steps', '-')} | {t['threads']} | "
+                f"{t.get('finetune_seconds', 0):.0f} | {t['embed_seconds']:.0f} | {loads} | {loss} | "
                 f"{timing_path.parent.name} |"
             )
             found = True
     if not found:
-        lines.append("| - | not run yet | | | | | | | |")
+        lines.append("| - | not run yet | | | | | | | | | |")
     for dataset in datasets:
         for check in sorted((paths.cache_root() / dataset / "semantic").glob("*/view_check.json")):
             c = json.loads(check.read_text())
@@ -175,9 +180,9 @@ def timing_lines(datasets) -> list[str]:
         "views of <= 32 tokens, shuffled attribute order with 40% of the attributes dropped, "
         "InfoNCE (cosine / 0.05, symmetric), AdamW 5e-5 with 10% warm-up, top 2 of MiniLM's 6 "
         "layers trained, token embeddings frozen; items embedded from their canonical text "
-        "(all fields, <= 64 tokens, length-sorted batches), 1 torch thread, niced, on a 2-core "
-        "machine shared with other jobs (load average 9-16 during these runs; the raw and "
-        "fine-tuned passes overlapped): wall times are upper bounds.",
+        "(all fields, <= 64 tokens, length-sorted batches). Wall times are as measured on this "
+        "machine; a load average above the thread count means other jobs shared the cores, so "
+        "the time is an upper bound.",
         "",
     ]
     return lines
@@ -305,8 +310,6 @@ def plot(data, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -366,10 +367,13 @@ def semantic_item_embeddings(
             loss_first=record["losses"][0] if record["losses"] else None,
             loss_last=float(np.mean(record["losses"][-10:])) if record["losses"] else None,
             mean_attributes=float(np.mean([len(a) for a in attributes[1:]])),
+            # Wall time on a shared machine is only an upper bound; the load says how shared.
+            finetune_load_average=os.getloadavg()[0],
         )
     started = time.perf_counter()
     embeddings = embed_all(model, tokenizer, texts, options, directory, progress)
     timing["embed_seconds"] = time.perf_counter() - started
+    timing["embed_load_average"] = os.getloadavg()[0]
     atomic.save_npy(final, embeddings)
     atomic.write_json(directory / "timing.json", timing)
     for part in directory.glob("emb_part_*.npy"):
