@@ -34,6 +34,8 @@ from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
 
 SEEDS = [42, 43, 44]
+DATASETS = ["beauty", "ml-1m"]
+MODELS = ["lrurec", "sasrec"]
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results" / "cllmrec.md"
 COST = ROOT / "benchmarks" / "results" / "cllmrec_step_cost.json"
@@ -124,6 +126,17 @@ def fmt(values: np.ndarray) -> str:
 
 
 def report(args, enhancer_options) -> str:
+    """The whole grid, whatever part of it this invocation trained (a run for one model or seed
+    must not rewrite the file without the rows other runs finished)."""
+    args = argparse.Namespace(
+        **{
+            **vars(args),
+            "datasets": list(DATASETS),
+            "models": list(MODELS),
+            "variants": list(VARIANTS),
+            "seeds": len(SEEDS),
+        }
+    )
     lines = [
         "# CLLMRec vs backbone vs w/o LLM (protocol p-lru)",
         "",
@@ -290,8 +303,8 @@ def write_cllmrec_report(args, enhancer_options) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--datasets", default="beauty,ml-1m")
-    parser.add_argument("--models", default="lrurec,sasrec")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--variants", default="backbone,wo_llm,cllmrec")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol)")

@@ -151,8 +151,8 @@ def timing_lines(datasets) -> list[str]:
             enabled = t["options"]["enabled"]
             loss = f"{t['loss_first']:.3f} -> {t['loss_last']:.3f}" if t.get("loss_first") else "-"
             loads = " / ".join(
-                f"{t[key]:.1f}" if key in t else "not recorded"
-                for key in ("finetune_load_average", "embed_load_average")
+                f"{t[key]:.1f}" if key in t else ("not recorded" if ran else "-")
+                for key, ran in (("finetune_load_average", enabled), ("embed_load_average", True))
             )
             lines.append(
                 f"| {dataset} | {'fine-tuned' if enabled else 'raw MiniLM'} | {t['items']} | "
@@ -189,6 +189,17 @@ def timing_lines(datasets) -> list[str]:
 
 
 def report(args, data_root: Path) -> str:
+    """The whole grid, whatever part of it this invocation trained: a run started for one row
+    must not rewrite the file without the rows other runs finished."""
+    args = argparse.Namespace(
+        **{
+            **vars(args),
+            "datasets": list(DATASETS),
+            "protocols": list(PROTOCOLS),
+            "rows": list(ROWS),
+            "seeds": len(SEEDS),
+        }
+    )
     lines = [
         "# LLM-CFSR and LLM-ESR vs the backbone",
         "",
