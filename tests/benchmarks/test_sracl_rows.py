@@ -1,7 +1,9 @@
 """The SRA-CL benchmark's rows: every row is its own run (LLM and raw-text ablations never share
 a run directory, so the report cannot show one under the other's label)."""
 
+import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -29,9 +31,6 @@ def test_raw_rows_use_raw_text_and_llm_rows_use_summaries():
 def test_a_finished_run_prints_its_full_protocol(tiny, tmp_path):
     # The line used to be built without the dataset's metadata and read "dataset beauty (?, ?
     # users); filtering as prepared".
-    import argparse
-    import time
-
     args = argparse.Namespace(epochs=3, cs_sample=None, max_minutes=None, patience=10)
     config = sracl.make_config(tiny.name, "sasrec", 42, args)
     result = {"finished": True, "test": {"hr@10": 0.25, "ndcg@10": 0.125}}
