@@ -76,11 +76,20 @@ def configs(dataset, protocol, models, multi, bf16, epochs, buckets=False):
         for seed in SEEDS if model in multi else SEEDS[:1]:
             overrides = {
                 "backbone": dict(recipe.get("backbone", {})),
-                "train": {**recipe.get("train", {}), "seed": seed, "bf16": bf16, "bucket_by_length": buckets},
+                "train": {
+                    **recipe.get("train", {}),
+                    "seed": seed,
+                    "bf16": bf16,
+                    "bucket_by_length": buckets,
+                },
             }
             if epochs:
                 overrides["train"]["epochs"] = epochs
-            yield model, seed, build_run_config(dataset, base_model, protocol=protocol, overrides=overrides)
+            yield (
+                model,
+                seed,
+                build_run_config(dataset, base_model, protocol=protocol, overrides=overrides),
+            )
 
 
 def read_result(config) -> dict | None:
@@ -96,7 +105,9 @@ def unfinished(config, metric: str) -> str | None:
     log = run_directory(config, RUNS) / "log.jsonl"
     if not log.exists():
         return None
-    epochs = [json.loads(line) for line in log.read_text().splitlines() if '"event": "epoch"' in line]
+    epochs = [
+        json.loads(line) for line in log.read_text().splitlines() if '"event": "epoch"' in line
+    ]
     validated = [e for e in epochs if "valid" in e]
     if not validated:
         return f"seed {config.train.seed}: {len(epochs)} epochs, not validated yet"
@@ -125,7 +136,9 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
             for seed_index, seed in enumerate(SEEDS if model in multi else SEEDS[:1]):
                 found = {}
                 for variant, (use_bf16, buckets) in VARIANTS.items():
-                    config = list(configs(dataset, protocol, [model], multi, use_bf16, epochs, buckets))[seed_index][2]
+                    config = list(
+                        configs(dataset, protocol, [model], multi, use_bf16, epochs, buckets)
+                    )[seed_index][2]
                     first = first or config
                     result = read_result(config)
                     if result:
@@ -149,19 +162,38 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                 continue
             a = np.array([r["test"][m1] for r in results])
             b = np.array([r["test"][m2] for r in results])
-            fmt = lambda x: f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}"  # noqa: E731
+
+            def fmt(x):
+                return f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}"
+
             anchor = anchors.get(model)
             gap = f"{a.mean() - anchor[0]:+.4f} / {b.mean() - anchor[1]:+.4f}" if anchor else "-"
             anchor_text = f"{anchor[0]:.4f} / {anchor[1]:.4f} ({anchor[2]})" if anchor else "-"
             epochs_run = "/".join(str(r["best_epoch"] + 1) for r in results)
             sec = np.mean([r["seconds_per_epoch"] for r in results])
             engine = "/".join(sorted(set(engines)))
-            recipe = "SASRec+ recipe (RECIPES in benchmarks/backbones.py; select ndcg@10 every epoch); " if model in RECIPES else ""
-            body.append(f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch (1 thread, shared machine); {dirs[0]} |")
+            recipe = (
+                "SASRec+ recipe (RECIPES in benchmarks/backbones.py; select ndcg@10 every epoch); "
+                if model in RECIPES
+                else ""
+            )
+            body.append(
+                f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch (1 thread, shared machine); {dirs[0]} |"
+            )
         if first is not None:
             meta = prepare_preset(dataset, data_root).metadata
-            lines += [f"## {dataset} under `{protocol}`", "", f"Protocol: {protocol_line(first, meta, seeds=None)}", ""]
-            lines += [f"| model | {m1} | {m2} | seeds | anchor | gap | notes |", "|---|---:|---:|---|---|---|---|", *body, ""]
+            lines += [
+                f"## {dataset} under `{protocol}`",
+                "",
+                f"Protocol: {protocol_line(first, meta, seeds=None)}",
+                "",
+            ]
+            lines += [
+                f"| model | {m1} | {m2} | seeds | anchor | gap | notes |",
+                "|---|---:|---:|---|---|---|---|",
+                *body,
+                "",
+            ]
     if parity:
         lines += [
             "## Engine parity (same config and seed; fp32 vs bf16 autocast vs bf16 + length buckets)",
@@ -171,8 +203,14 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
         ]
         for dataset, protocol, model, seed, found in parity:
             for variant, (result, _) in found.items():
-                metric = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k.endswith("@10") and not k.startswith("hr"))
-                lines.append(f"| {dataset} ({protocol}) | {model} | {seed} | {variant} | {metric} | {result['best_epoch'] + 1} | {result['seconds_per_epoch']:.1f} |")
+                metric = ", ".join(
+                    f"{k} {v:.4f}"
+                    for k, v in result["test"].items()
+                    if k.endswith("@10") and not k.startswith("hr")
+                )
+                lines.append(
+                    f"| {dataset} ({protocol}) | {model} | {seed} | {variant} | {metric} | {result['best_epoch'] + 1} | {result['seconds_per_epoch']:.1f} |"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -184,9 +222,15 @@ def main() -> None:
     parser.add_argument("--models", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--buckets", action="store_true", help="with --bf16: batch rows of similar length")
-    parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol, early stopping)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="pause each run after this long (resumable)")
+    parser.add_argument(
+        "--buckets", action="store_true", help="with --bf16: batch rows of similar length"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="cap epochs (default: protocol, early stopping)"
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="pause each run after this long (resumable)"
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
@@ -197,16 +241,32 @@ def main() -> None:
                 continue
             chosen = [m for m in models if not args.models or m in args.models.split(",")]
             data = prepare_preset(dataset, data_root)
-            for model, seed, config in configs(dataset, protocol, chosen, multi, args.bf16, args.epochs, args.buckets):
+            for model, seed, config in configs(
+                dataset, protocol, chosen, multi, args.bf16, args.epochs, args.buckets
+            ):
                 if seed not in SEEDS[: args.seeds]:
                     continue
                 if args.max_minutes:
-                    config = config.model_copy(update={"train": config.train.model_copy(update={"max_minutes": args.max_minutes})})
-                print(f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}", flush=True)
+                    config = config.model_copy(
+                        update={
+                            "train": config.train.model_copy(
+                                update={"max_minutes": args.max_minutes}
+                            )
+                        }
+                    )
+                print(
+                    f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}",
+                    flush=True,
+                )
                 result, directory = train_run(config, data, root=RUNS, progress=False)
                 keep(directory, RUNS)
                 if result.get("finished"):
-                    print(json.dumps({k: round(v, 4) for k, v in result["test"].items() if "@10" in k}), flush=True)
+                    print(
+                        json.dumps(
+                            {k: round(v, 4) for k, v in result["test"].items() if "@10" in k}
+                        ),
+                        flush=True,
+                    )
                 write_report(REPORT, report(args.bf16, args.epochs, data_root))
     write_report(REPORT, report(args.bf16, args.epochs, data_root))
 

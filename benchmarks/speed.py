@@ -57,14 +57,23 @@ def sasrec_epoch_flops(trainer: Trainer) -> float:
     return 3 * 2 * per_position * positions
 
 
-def time_epoch(dataset, model: str, protocol: str, bf16: bool, seed: int = 42, bucket: bool = False) -> dict:
-    config = build_run_config(dataset.name, model, protocol=protocol, overrides={"train": {"epochs": 1, "bf16": bf16, "seed": seed, "bucket_by_length": bucket}})
+def time_epoch(
+    dataset, model: str, protocol: str, bf16: bool, seed: int = 42, bucket: bool = False
+) -> dict:
+    config = build_run_config(
+        dataset.name,
+        model,
+        protocol=protocol,
+        overrides={"train": {"epochs": 1, "bf16": bf16, "seed": seed, "bucket_by_length": bucket}},
+    )
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, dataset, Path(tmp), progress=False)
         # warm-up: a few batches
         from llmseqrec.training.batches import iterate_batches
 
-        for i, batch in enumerate(iterate_batches(trainer.windows, trainer.window_users, 128, np.random.default_rng(0))):
+        for i, batch in enumerate(
+            iterate_batches(trainer.windows, trainer.window_users, 128, np.random.default_rng(0))
+        ):
             if i == 2:
                 break
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -73,7 +82,9 @@ def time_epoch(dataset, model: str, protocol: str, bf16: bool, seed: int = 42, b
         trainer.optimiser.zero_grad()
         start = time.perf_counter()
         rng = np.random.default_rng(1)
-        for batch in iterate_batches(trainer.windows, trainer.window_users, config.train.batch_size, rng, bucket=bucket):
+        for batch in iterate_batches(
+            trainer.windows, trainer.window_users, config.train.batch_size, rng, bucket=bucket
+        ):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss, _ = trainer.recommendation_loss(batch)
             trainer.optimiser.zero_grad(set_to_none=True)
@@ -83,7 +94,14 @@ def time_epoch(dataset, model: str, protocol: str, bf16: bool, seed: int = 42, b
         positions = int((trainer.windows[:, 1:] > 0).sum())
         flops = sasrec_epoch_flops(trainer) if model == "sasrec" else None
         start = time.perf_counter()
-        ranks = rank_users(trainer.model, dataset, EvalConfig(ranking="full", mask_history=True), "test", trainer.max_len, autocast_bf16=bf16)
+        ranks = rank_users(
+            trainer.model,
+            dataset,
+            EvalConfig(ranking="full", mask_history=True),
+            "test",
+            trainer.max_len,
+            autocast_bf16=bf16,
+        )
         eval_seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -106,7 +124,9 @@ def write_recbole_atomic(dataset, folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--recbole-python", default=str(ROOT.parent / "recbole-venv" / "bin" / "python"))
+    parser.add_argument(
+        "--recbole-python", default=str(ROOT.parent / "recbole-venv" / "bin" / "python")
+    )
     parser.add_argument("--recbole-batches", type=int, default=40)
     parser.add_argument("--models", default="sasrec,gru4rec,bert4rec")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.md"))
@@ -114,7 +134,9 @@ def main() -> None:
     cache = ROOT / "cache"
     dataset = prepare_preset("ml-1m", Path(args.data), cache=cache)
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
+    print(
+        f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True
+    )
     rows = []
     recbole_names = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}
     atomic = Path(tempfile.mkdtemp()) / "recbole"
@@ -129,7 +151,16 @@ def main() -> None:
         recbole = None
         if Path(args.recbole_python).exists():
             out = atomic / f"{model}.json"
-            cmd = [args.recbole_python, str(ROOT / "benchmarks" / "_recbole_epoch.py"), str(atomic), "ml-1m", recbole_names[model], "200", str(args.recbole_batches), str(out)]
+            cmd = [
+                args.recbole_python,
+                str(ROOT / "benchmarks" / "_recbole_epoch.py"),
+                str(atomic),
+                "ml-1m",
+                recbole_names[model],
+                "200",
+                str(args.recbole_batches),
+                str(out),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=atomic)
             if proc.returncode == 0:
                 recbole = json.loads(out.read_text())
@@ -139,7 +170,14 @@ def main() -> None:
         rows.append((model, ours, recbole))
     load = os.getloadavg()
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         "# Training and evaluation speed (ML-1M)",
         "",
