@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore, write_report  # noqa: E402
+from run_records import keep, restore, whole_grid, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
@@ -126,16 +126,12 @@ def fmt(values: np.ndarray) -> str:
 
 
 def report(args, enhancer_options) -> str:
-    """The whole grid, whatever part of it this invocation trained (a run for one model or seed
-    must not rewrite the file without the rows other runs finished)."""
-    args = argparse.Namespace(
-        **{
-            **vars(args),
-            "datasets": list(DATASETS),
-            "models": list(MODELS),
-            "variants": list(VARIANTS),
-            "seeds": len(SEEDS),
-        }
+    args = whole_grid(
+        args,
+        datasets=list(DATASETS),
+        models=list(MODELS),
+        variants=list(VARIANTS),
+        seeds=len(SEEDS),
     )
     lines = [
         "# CLLMRec vs backbone vs w/o LLM (protocol p-lru)",

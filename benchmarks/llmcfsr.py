@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore, write_report  # noqa: E402
+from run_records import keep, restore, whole_grid, write_report  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
@@ -189,16 +189,8 @@ def timing_lines(datasets) -> list[str]:
 
 
 def report(args, data_root: Path) -> str:
-    """The whole grid, whatever part of it this invocation trained: a run started for one row
-    must not rewrite the file without the rows other runs finished."""
-    args = argparse.Namespace(
-        **{
-            **vars(args),
-            "datasets": list(DATASETS),
-            "protocols": list(PROTOCOLS),
-            "rows": list(ROWS),
-            "seeds": len(SEEDS),
-        }
+    args = whole_grid(
+        args, datasets=list(DATASETS), protocols=list(PROTOCOLS), rows=list(ROWS), seeds=len(SEEDS)
     )
     lines = [
         "# LLM-CFSR and LLM-ESR vs the backbone",

@@ -10,6 +10,7 @@ fresh clone, and every figure in a results file stays traceable to the config th
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -66,6 +67,12 @@ def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
     if ranks:
         np.savez_compressed(target / PACKED_RANKS, **ranks)
     return target
+
+
+def whole_grid(args: argparse.Namespace, **grid) -> argparse.Namespace:
+    """A copy of the invocation's arguments with the grid set to all of it: a report covers every
+    row, whatever part of the grid this invocation trained, so one run never drops another's."""
+    return argparse.Namespace(**{**vars(args), **grid})
 
 
 def notes_path(report: Path) -> Path:
