@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +128,20 @@ def test_beauty_text_and_file_order(prepared):
     assert ds.sequence(1).tolist() == [6, 7, 8, 9, 10, 4, 11]
 
 
-def test_beauty_reload_is_fast(prepared, real_cache):
-    prepared("beauty")
-    started = time.perf_counter()
-    ds = prepare(preset_spec("beauty", ROOT), "beauty", cache=real_cache)
-    elapsed = time.perf_counter() - started
+def test_beauty_reload_comes_from_the_cache_without_reparsing(prepared, real_cache, monkeypatch):
+    """The second prepare serves the cached arrays; how fast is a benchmark's question
+    (benchmarks/data_prep.py), never a unit test's: a timing bound here failed under load."""
+    first = prepared("beauty")
+    import llmseqrec.data.prepare as prepare_module
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("a cached dataset was parsed and built again")
+
+    monkeypatch.setattr(prepare_module, "build_dataset", no_rebuild)
+    ds = prepare(preset_spec("beauty", ROOT), "beauty", preset_options("beauty"), cache=real_cache)
     assert ds.n_interactions == 198_502
-    assert elapsed < 1.0, f"cached reload took {elapsed:.2f}s"
+    assert ds.metadata["cache_key"] == first.metadata["cache_key"]
+    assert ds.sequence(0).tolist() == first.sequence(0).tolist()
 
 
 def test_yelp_names_and_closed_categories(prepared):
