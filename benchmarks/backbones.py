@@ -20,14 +20,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import RECORDS, keep, restore, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    RECORDS,
+    SEEDS,
+    add_seeds_argument,
+    keep,
+    restore,
+    seeds_to_train,
+    write_report,
+)  # noqa: E402
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
 ALL = ["sasrec", "gru4rec", "bert4rec", "lrurec", "narm", "fmlprec", "hstu"]
-SEEDS = [42, 43, 44]
 # (dataset preset, protocol, models, models with 3 seeds, metric pair, anchors {model: (a, b, source)})
 GRID = [
     ("ml-1m", "p-lru", [*ALL, "sasrec-plus"], ["sasrec", "lrurec"], ("recall@10", "ndcg@10"), {
@@ -70,26 +77,30 @@ REPORT = ROOT / "benchmarks" / "results" / "backbones.md"  # + backbones.notes.m
 VARIANTS = {"fp32": (False, False), "bf16": (True, False), "bf16+buckets": (True, True)}
 
 
-def configs(dataset, protocol, models, multi, bf16, epochs, buckets=False):
-    for model in models:
-        base_model, recipe = RECIPES.get(model, (model, {}))
-        for seed in SEEDS if model in multi else SEEDS[:1]:
-            overrides = {
-                "backbone": dict(recipe.get("backbone", {})),
-                "train": {
-                    **recipe.get("train", {}),
-                    "seed": seed,
-                    "bf16": bf16,
-                    "bucket_by_length": buckets,
-                },
-            }
-            if epochs:
-                overrides["train"]["epochs"] = epochs
-            yield (
-                model,
-                seed,
-                build_run_config(dataset, base_model, protocol=protocol, overrides=overrides),
-            )
+def grid_seeds(model, multi):
+    return list(SEEDS) if model in multi else [SEEDS[0]]
+
+
+def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
+    """(model, seed, config) for one model, each of ``seeds``."""
+    base_model, recipe = RECIPES.get(model, (model, {}))
+    for seed in seeds:
+        overrides = {
+            "backbone": dict(recipe.get("backbone", {})),
+            "train": {
+                **recipe.get("train", {}),
+                "seed": seed,
+                "bf16": bf16,
+                "bucket_by_length": buckets,
+            },
+        }
+        if epochs:
+            overrides["train"]["epochs"] = epochs
+        yield (
+            model,
+            seed,
+            build_run_config(dataset, base_model, protocol=protocol, overrides=overrides),
+        )
 
 
 def read_result(config) -> dict | None:
@@ -133,12 +144,12 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
         body = []
         for model in models:
             results, seeds, dirs, engines = [], [], [], []
-            for seed_index, seed in enumerate(SEEDS if model in multi else SEEDS[:1]):
+            for seed in SEEDS:  # every finished seed, whichever rows are multi-seed
                 found = {}
                 for variant, (use_bf16, buckets) in VARIANTS.items():
-                    config = list(
-                        configs(dataset, protocol, [model], multi, use_bf16, epochs, buckets)
-                    )[seed_index][2]
+                    [(_, _, config)] = configs(
+                        dataset, protocol, model, [seed], use_bf16, epochs, buckets
+                    )
                     first = first or config
                     result = read_result(config)
                     if result:
@@ -154,7 +165,9 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     record = RECORDS / directory.relative_to(RUNS)
                     dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
-                seed_configs = configs(dataset, protocol, [model], multi, False, epochs)
+                seed_configs = configs(
+                    dataset, protocol, model, grid_seeds(model, multi), False, epochs
+                )
                 progress = [unfinished(config, m1) for _, _, config in seed_configs]
                 progress = [text for text in progress if text]
                 status = "unfinished" if progress else "not run yet"
@@ -220,7 +233,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--only", default=None, help="dataset preset to run (default: all)")
     parser.add_argument("--models", default=None, help="comma-separated subset")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_seeds_argument(parser)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument(
         "--buckets", action="store_true", help="with --bf16: batch rows of similar length"
@@ -241,11 +254,20 @@ def main() -> None:
                 continue
             chosen = [m for m in models if not args.models or m in args.models.split(",")]
             data = prepare_preset(dataset, data_root)
-            for model, seed, config in configs(
-                dataset, protocol, chosen, multi, args.bf16, args.epochs, args.buckets
-            ):
-                if seed not in SEEDS[: args.seeds]:
-                    continue
+            planned = (
+                run
+                for model in chosen
+                for run in configs(
+                    dataset,
+                    protocol,
+                    model,
+                    seeds_to_train(args, model in multi),
+                    args.bf16,
+                    args.epochs,
+                    args.buckets,
+                )
+            )
+            for model, seed, config in planned:
                 if args.max_minutes:
                     config = config.model_copy(
                         update={

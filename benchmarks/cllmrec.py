@@ -1,7 +1,7 @@
 """CLLMRec vs its backbone vs the w/o-LLM ablation under protocol p-lru, next to the paper.
 
     python benchmarks/cllmrec.py [--datasets beauty,ml-1m] [--models lrurec,sasrec]
-        [--variants backbone,wo_llm,cllmrec] [--seeds 3] [--epochs N] [--max-minutes M]
+        [--variants backbone,wo_llm,cllmrec] [--seeds 42,43,44] [--epochs N] [--max-minutes M]
         [--stage all|score|train] [--report-only]
 
 Resumable: the scoring step continues from its saved chunks, finished runs are read back and
@@ -24,7 +24,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore, whole_grid, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    SEEDS,
+    add_seeds_argument,
+    keep,
+    restore,
+    seeds_to_train,
+    whole_grid,
+    write_report,
+)  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
@@ -33,7 +41,6 @@ from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
 
-SEEDS = [42, 43, 44]
 DATASETS = ["beauty", "ml-1m"]
 MODELS = ["lrurec", "sasrec"]
 RUNS = ROOT / "runs"
@@ -131,7 +138,7 @@ def report(args, enhancer_options) -> str:
         datasets=list(DATASETS),
         models=list(MODELS),
         variants=list(VARIANTS),
-        seeds=len(SEEDS),
+        seeds=list(SEEDS),
     )
     lines = [
         "# CLLMRec vs backbone vs w/o LLM (protocol p-lru)",
@@ -186,7 +193,7 @@ def report(args, enhancer_options) -> str:
             rows, backbone = [], {}
             for variant in args.variants:
                 results, seeds, missing = [], [], []
-                for seed in SEEDS[: args.seeds]:
+                for seed in args.seeds:
                     config = variant_config(
                         dataset, model, variant, seed, args.epochs, enhancer_options
                     )
@@ -243,7 +250,7 @@ def report(args, enhancer_options) -> str:
             ]  # fmt: skip
         if first is not None:
             lines += [
-                f"Protocol: {protocol_line(first, data.metadata, seeds=SEEDS[: args.seeds])}",
+                f"Protocol: {protocol_line(first, data.metadata, seeds=list(SEEDS))}",
                 "",
             ]
     lines += [
@@ -251,7 +258,7 @@ def report(args, enhancer_options) -> str:
         "",
         "The full grid of the issue (ML-1M and Beauty, LRURec and SASRec, 3 seeds, protocol",
         "epochs with early stopping) is",
-        "`python benchmarks/cllmrec.py --datasets beauty,ml-1m --models lrurec,sasrec --seeds 3`;",
+        "`python benchmarks/cllmrec.py --datasets beauty,ml-1m --models lrurec,sasrec`;",
         "everything above that is missing from it has not run (or not finished) yet.",
         "",
     ]
@@ -302,7 +309,7 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--variants", default="backbone,wo_llm,cllmrec")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol)")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
     parser.add_argument("--stage", choices=["all", "score", "train"], default="all")
@@ -347,7 +354,7 @@ def main() -> None:
                 )
             if args.stage == "score":
                 continue
-            for seed in SEEDS[: args.seeds]:
+            for seed in seeds_to_train(args, multi_seed=True):
                 for model in args.models:
                     for variant in args.variants:
                         config = variant_config(

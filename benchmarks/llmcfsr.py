@@ -3,7 +3,7 @@ users. Resumable: finished runs are read back, interrupted ones continue (run di
 named by config hash), the semantic-embedding stage is cached per dataset.
 
     python benchmarks/llmcfsr.py [--datasets beauty,yelp] [--protocols p-cl,p-s100]
-        [--rows sasrec,llmesr,llmcfsr,no_finetune,...] [--seeds 3] [--epochs 30]
+        [--rows sasrec,llmesr,llmcfsr,no_finetune,...] [--seeds 42,43,44] [--epochs 30]
         [--max-minutes 20] [--model sasrec] [--esr-sim-per-step 10] [--report-only]
 
 Writes benchmarks/results/llmcfsr.md (+ llmcfsr.png) from every finished run it finds; rows not
@@ -23,14 +23,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore, whole_grid, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    SEEDS,
+    add_seeds_argument,
+    keep,
+    kept_section,
+    restore,
+    seeds_to_train,
+    whole_grid,
+    write_report,
+)  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
-SEEDS = [42, 43, 44]
 DATASETS = ["beauty", "yelp"]
 PROTOCOLS = ["p-s100", "p-cl"]
 # row key -> (label, method, enhancer options, main row = 3 seeds)
@@ -71,7 +79,7 @@ def config_for(dataset, protocol, row, seed, args):
 
 
 def seeds_for(row, args):
-    return SEEDS[: args.seeds] if ROWS[row][3] else SEEDS[:1]
+    return seeds_to_train(args, multi_seed=ROWS[row][3])
 
 
 def read_result(config) -> dict | None:
@@ -134,7 +142,8 @@ def view_check(dataset_name: str, data_root: Path, n: int = 512) -> dict:
     return result
 
 
-def timing_lines(datasets) -> list[str]:
+def timing_lines(datasets) -> tuple[list[str], int]:
+    """The semantic stage's timings as this machine's cache holds them, and how many rows."""
     lines = [
         "## Semantic embedding stage (fine-tuning and embedding time)",
         "",
@@ -142,7 +151,7 @@ def timing_lines(datasets) -> list[str]:
         "| load average (1 min) after fine-tune / embed | loss first -> last | dir |",
         "|---|---|---:|---|---:|---:|---:|---:|---|---|---|",
     ]
-    found = False
+    found = 0
     for dataset in datasets:
         for timing_path in sorted(
             (paths.cache_root() / dataset / "semantic").glob("*/timing.json")
@@ -160,7 +169,7 @@ def timing_lines(datasets) -> list[str]:
                 f"{t.get('finetune_seconds', 0):.0f} | {t['embed_seconds']:.0f} | {loads} | {loss} | "
                 f"{timing_path.parent.name} |"
             )
-            found = True
+            found += 1
     if not found:
         lines.append("| - | not run yet | | | | | | | | | |")
     for dataset in datasets:
@@ -185,12 +194,12 @@ def timing_lines(datasets) -> list[str]:
         "the time is an upper bound.",
         "",
     ]
-    return lines
+    return lines, found
 
 
 def report(args, data_root: Path) -> str:
     args = whole_grid(
-        args, datasets=list(DATASETS), protocols=list(PROTOCOLS), rows=list(ROWS), seeds=len(SEEDS)
+        args, datasets=list(DATASETS), protocols=list(PROTOCOLS), rows=list(ROWS), seeds=list(SEEDS)
     )
     lines = [
         "# LLM-CFSR and LLM-ESR vs the backbone",
@@ -205,7 +214,7 @@ def report(args, data_root: Path) -> str:
         PAPER_NOTE,
         "",
     ]
-    lines += timing_lines(args.datasets)
+    lines += kept_section("llmcfsr-semantic-stage", *timing_lines(args.datasets))
     plot_data = {}
     for dataset in args.datasets:
         for protocol in args.protocols:
@@ -214,7 +223,7 @@ def report(args, data_root: Path) -> str:
             for row in args.rows:
                 label = ROWS[row][0] if row != "sasrec" else args.model
                 results, seeds = [], []
-                for seed in seeds_for(row, args):
+                for seed in SEEDS:  # every finished seed, main row or not
                     config = config_for(dataset, protocol, row, seed, args)
                     first = first or config
                     result = read_result(config)
@@ -322,7 +331,7 @@ def main() -> None:
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--model", default="sasrec")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds for the main rows")
+    add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap (default: protocol)")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
     parser.add_argument(

@@ -5,7 +5,7 @@
     # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
     python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
     # training rows (finished runs are read back, interrupted ones continue):
-    python benchmarks/llmser.py --datasets office --models sasrec --seeds 1 --llm-users 256
+    python benchmarks/llmser.py --datasets office --models sasrec --seeds 42 --llm-users 256
     python benchmarks/llmser.py --report-only
 
 Rows per dataset (protocol ``p-s100``): None / ASReP / LLMSeR (LLM path for the first
@@ -19,6 +19,7 @@ Writes ``benchmarks/results/llmser.md`` and ``llmser_groups.png``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -32,7 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 
-from run_records import keep, restore, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    SEEDS,
+    add_seeds_argument,
+    keep,
+    kept_section,
+    restore,
+    seeds_to_train,
+    write_report,
+)  # noqa: E402
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions  # noqa: E402
@@ -42,7 +51,6 @@ from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  #
 
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
-SEEDS = [42, 43, 44]
 DATASETS = ["office", "beauty", "yelp"]
 MODELS = ["sasrec", "gru4rec", "bert4rec"]
 PAPER = {  # LLMSeR paper Table 1, Yelp (HR@10 / NDCG@10)
@@ -100,7 +108,7 @@ def plan(args):
             for model in models:
                 if model not in args.models:
                     continue
-                seeds = SEEDS[: args.seeds] if model == "sasrec" else SEEDS[:1]
+                seeds = seeds_to_train(args, multi_seed=model == "sasrec")
                 for label, method, enhancer in variants(args.llm_users, args.sweeps):
                     if protocol == "p-cl" and label.startswith(("LLM-free M", "LLM-free beta")):
                         continue
@@ -212,8 +220,8 @@ def report(args, datasets) -> str:
         "(CPU, 2 shared cores). Test metrics of the checkpoint selected on validation NDCG@10.",
         "mean ± std over the seeds listed. Rows that did not run say so.",
         "",
-        f"This report was written for: datasets {', '.join(args.datasets)}; models "
-        f"{', '.join(args.models)}; SASRec seeds {SEEDS[: args.seeds]}; training epochs "
+        "Every dataset, backbone and seed of the grid is reported, whichever invocation trained "
+        "it; a dataset without any finished run is listed under 'Not run'. Training epochs "
         f"{'capped at ' + str(args.epochs) if args.epochs else 'protocol default (early stopping)'}; "
         f"LLMSeR LLM coverage {args.llm_users if args.llm_users is not None else 'all'} users. "
         "The full grid is `python benchmarks/llmser.py --sweeps` after the LLM stage "
@@ -230,12 +238,12 @@ def report(args, datasets) -> str:
     ]
     figure_rows = {}
     reading = []
-    for dataset in args.datasets:
-        data = datasets[dataset]
+    reported = set()
+    for dataset in DATASETS:
         for protocol in ("p-s100", "p-cl"):
             body, first = [], None
             for model in MODELS:
-                seeds = SEEDS[: args.seeds] if model == "sasrec" else SEEDS[:1]
+                seeds = SEEDS  # every finished seed of every row
                 baseline = None
                 for label, method, enhancer in variants(args.llm_users, args.sweeps):
                     if (protocol == "p-cl" or model != "sasrec") and label.startswith("LLM-free "):
@@ -299,14 +307,17 @@ def report(args, datasets) -> str:
                         and model == "sasrec"
                         and not label.startswith("LLM-free ")
                     ):
-                        figure_rows[(dataset, label)] = [group_metrics(c, data) for c, _ in results]
-            if first is None:
+                        figure_rows[(dataset, label)] = [
+                            group_metrics(c, datasets(dataset)) for c, _ in results
+                        ]
+            if not any("| not run |" not in row for row in body):
                 continue
-            meta = data.metadata
+            reported.add(dataset)
+            meta = datasets(dataset).metadata
             lines += [
                 f"## {dataset}, `{protocol}`",
                 "",
-                f"Protocol: {protocol_line(first, meta, seeds=SEEDS[: args.seeds])}",
+                f"Protocol: {protocol_line(first, meta, seeds=list(SEEDS))}",
                 "",
                 "| backbone | method | HR@10 | NDCG@10 | HR@20 / NDCG@20 | seeds | paper HR@10 / NDCG@10 | notes |",
                 "|---|---|---:|---:|---|---|---|---|",
@@ -328,26 +339,22 @@ def report(args, datasets) -> str:
             lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + " |")
         lines += ["", "![user groups](llmser_groups.png)", ""]
         plot_groups(figure_rows)
-    missing = [d for d in DATASETS if d not in args.datasets]
+    missing = [d for d in DATASETS if d not in reported]
     lines += [
         "## Paper Table 1 (Yelp, SASRec, `p-s100`)",
         "",
         "None .7334 / .4769, LLMSeR .7558 / .4950 (HR@10 / NDCG@10)"
         + (
             "; Yelp was not run for this report."
-            if "yelp" not in args.datasets
+            if "yelp" in missing
             else "; our Yelp rows are in the table above."
         ),
         "",
     ]
-    if missing or args.seeds < 3 or len(args.models) < 3 or not args.sweeps:
+    if missing or not args.sweeps:
         lines += ["## Not run for this report", ""]
         if missing:
             lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
-        if len(args.models) < 3:
-            lines.append("- GRU4Rec / BERT4Rec rows (`--models sasrec,gru4rec,bert4rec`).")
-        if args.seeds < 3:
-            lines.append(f"- SASRec seeds {SEEDS[args.seeds :]} (`--seeds 3`).")
         if not args.sweeps:
             lines.append(
                 "- M and beta sweeps (`--sweeps`); the ablation rows w/o CCG/ARV/RCS/Reason/WD."
@@ -364,18 +371,26 @@ def report(args, datasets) -> str:
         "## LLM stage cost",
         "",
     ]
+    lines += kept_section("llmser-llm-stage", *stage_section(args, datasets))
+    return "\n".join(lines) + "\n"
+
+
+def stage_section(args, datasets) -> tuple[list[str], int]:
+    """The LLM-stage lines as this machine's cache holds them, and how much of it there was."""
+    lines: list[str] = []
+    seen = 0
     stages = {}  # dataset -> (stage directory, its finished LLM chunks), read once
-    for dataset in args.datasets:
+    for dataset in DATASETS:
         cost, path = stage_cost(
-            dataset, datasets[dataset], llmser_options(args.llm_users), "p-s100", args.epochs
+            dataset, datasets(dataset), llmser_options(args.llm_users), "p-s100", args.epochs
         )
         full = chunk_totals(path.parent)
         stages[dataset] = (path.parent, full)
         if full is not None:
-            full["users"] = datasets[dataset].n_users
+            full["users"] = datasets(dataset).n_users
             full["coverage"] = full["llm_users"] / full["users"]
         free, free_path = stage_cost(
-            dataset, datasets[dataset], llmser_options(None, llm=False), "p-s100", args.epochs
+            dataset, datasets(dataset), llmser_options(None, llm=False), "p-s100", args.epochs
         )
         if free is not None:
             lines.append(
@@ -410,7 +425,7 @@ def report(args, datasets) -> str:
                 f"`{path.parent.relative_to(ROOT)}`"
             )
     for dataset, (stage_dir, _) in stages.items():
-        both = llm_vs_free(stage_dir, datasets[dataset])
+        both = llm_vs_free(stage_dir, datasets(dataset))
         if both is None:
             continue
         n = max(both["users"], 1)
@@ -462,7 +477,7 @@ def report(args, datasets) -> str:
             if not done or not done.get("llm_users"):
                 continue
             per_user = done["llm_wall_seconds"] / done["llm_users"]
-            users = datasets[dataset].n_users
+            users = datasets(dataset).n_users
             lines.append(
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
                 f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
@@ -476,7 +491,9 @@ def report(args, datasets) -> str:
             "Model seconds in the table are per answer with 8 llama.cpp slots decoding together,",
             "so they overstate the wall time per answer about 8-fold.",
         ]
-    return "\n".join(lines) + "\n"
+    seen += sum(n for _, n, *_ in cached or [])
+    seen += sum(done["llm_users"] for _, done in stages.values() if done)
+    return lines, seen
 
 
 DEFAULTS = LLMSeROptions()  # N and H of the stage the report reads
@@ -572,7 +589,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--datasets", default="office,beauty,yelp")
     parser.add_argument("--models", default="sasrec,gru4rec,bert4rec")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap training epochs")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
     parser.add_argument("--llm-users", type=int, default=None, help="LLM coverage for LLMSeR rows")
@@ -608,7 +625,8 @@ def main() -> None:
         enhancer.prepare(data, enhancer_workdir(config, data), shard=(int(k), int(n or 1)))
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return
-    datasets = {d: prepare_preset(d, data_root) for d in args.datasets}
+    # the report reads every dataset that has a finished run, not only those trained now
+    datasets = functools.cache(lambda name: prepare_preset(name, data_root))
     if not args.report_only:
         for dataset, protocol, model, label, method, enhancer, seed in plan(args):
             if args.methods and method not in args.methods.split(","):
@@ -620,7 +638,7 @@ def main() -> None:
                 train = config.train.model_copy(update={"max_minutes": args.max_minutes})
                 config = config.model_copy(update={"train": train})
             print(f"== {dataset} {protocol} {model} {label} seed {seed}", flush=True)
-            result, directory = train_run(config, datasets[dataset], root=RUNS, progress=False)
+            result, directory = train_run(config, datasets(dataset), root=RUNS, progress=False)
             keep(directory, RUNS)
             if result.get("finished"):
                 print(json.dumps({k: round(v, 4) for k, v in result["test"].items()}), flush=True)

@@ -13,17 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "results" / "runs"
+# Report sections read from cache/ (LLM stages, embedding timings), which a new machine lacks.
+SECTIONS = ROOT / "benchmarks" / "results" / "sections"
 # Everything a report reads; checkpoints and resume state stay in runs/.
 KEPT = ("config.yaml", "metrics.json", "log.jsonl", "enhancer.json")
 # Per-user ranks (group tables, paired tests) go into one compressed file: ~10x smaller in git.
 RANKS = ("ranks_valid", "ranks_test")
 PACKED_RANKS = "ranks.npz"
+# The seeds of the multi-seed rows; the other rows run SEEDS[0] unless --seeds asks for more.
+# Reports show every finished seed of every row.
+SEEDS = (42, 43, 44)
 
 
 def _finished(directory: Path) -> bool:
@@ -69,10 +75,69 @@ def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
     return target
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds`` as every benchmark script reads it: seed values, comma-separated."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes seed values such as 42,43,44; got {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed, e.g. 42")
+    if any(seed < 10 for seed in seeds):
+        # the scripts once took a count here: '--seeds 3' must not silently train seed 3
+        raise argparse.ArgumentTypeError(
+            f"--seeds lists seed values (e.g. 42,43,44), not a count; got {text!r}"
+        )
+    return seeds
+
+
+def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=None,
+        help="train these seeds for every row asked for, e.g. 44 or 42,43,44 (default: "
+        "42,43,44 for the multi-seed rows, 42 for the others)",
+    )
+
+
+def seeds_to_train(args: argparse.Namespace, multi_seed: bool) -> list[int]:
+    """The seeds one row trains: ``--seeds`` if given, else the grid's own for that row."""
+    if args.seeds:
+        return list(args.seeds)
+    return list(SEEDS) if multi_seed else [SEEDS[0]]
+
+
 def whole_grid(args: argparse.Namespace, **grid) -> argparse.Namespace:
     """A copy of the invocation's arguments with the grid set to all of it: a report covers every
     row, whatever part of the grid this invocation trained, so one run never drops another's."""
     return argparse.Namespace(**{**vars(args), **grid})
+
+
+def kept_section(name: str, fresh: list[str], seen: int, store: Path = SECTIONS) -> list[str]:
+    """A report section built from ``cache/``, kept in git beside the run records.
+
+    ``seen`` says how much of the cache went into ``fresh`` (answers, LLM users, timing rows).
+    The fuller of this machine's section and the kept one wins, so a report regenerated on a
+    machine whose cache is empty or behind never drops what an earlier machine measured.
+    """
+    record = store / f"{name}.json"
+    kept = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
+    if kept and kept["seen"] > seen:
+        return [
+            *kept["lines"],
+            "",
+            f"(Kept on {kept['date']} in `{record.relative_to(ROOT)}`: the `cache/` of the "
+            f"machine that wrote this report held less ({seen} vs {kept['seen']}).)",
+            "",
+        ]
+    if fresh or record.exists():
+        store.mkdir(parents=True, exist_ok=True)
+        text = {"date": str(date.today()), "seen": seen, "lines": fresh}
+        record.write_text(json.dumps(text, indent=1) + "\n", encoding="utf-8")
+    return fresh
 
 
 def notes_path(report: Path) -> Path:

@@ -32,7 +32,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from run_records import keep, restore, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    SEEDS,
+    add_seeds_argument,
+    keep,
+    kept_section,
+    restore,
+    seeds_to_train,
+    write_report,
+)  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import load, prepare_preset  # noqa: E402
@@ -43,7 +51,6 @@ from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 RUNS = ROOT / "runs"
 OUT = ROOT / "benchmarks" / "results" / "sracl.md"
 DATASETS = ["beauty", "yelp", "office"]
-SEEDS = [42, 43, 44]
 MULTI_SEED = {"sasrec", "duorec", "sracl"}
 # The LLM stage as run here: shorter answers than the defaults (128/96 tokens) so that a 2-core
 # machine gets through more users; part of the artefact hash, so rows always say what they used.
@@ -375,30 +382,36 @@ def report(args: argparse.Namespace) -> None:
             proto = proto or found
         if proto:
             lines += [f"Protocol line (first finished run): `{proto}`", ""]
+        stage_lines, seen = [], 0
         cov = coverage(dataset)
         if cov:
-            lines += [
+            stage_lines += [
                 "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "
                 "machine's CPU cores; model column = the weights as loaded, `+q4_0` = the "
                 "re-quantised copy; user summaries <= 64 answer tokens, item summaries <= 48):",
                 "",
             ]
-            lines += [
+            stage_lines += [
                 "| template | answers in cache / prompts | prompt tokens | answer tokens | model seconds (summed over parallel slots) | model |",
                 "|---|---|---|---|---|---|",
             ]
             for template in ("item_summary@v1", "user_summary@v1"):
                 c = cov.get(template)
                 if c:
-                    lines.append(
+                    stage_lines.append(
                         f"| {template} | {c['answers']} / {c['prompts']} | {c['tokens_in']} | {c['tokens_out']} | "
                         f"{c['model_seconds']} | {c['model']} ({c['backend']}) |"
                     )
             for name in ("cost.json", "llm_cost.json"):
                 if name in cov:
-                    lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
-            lines.append("")
-        lines += agreement_table(dataset)
+                    stage_lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
+            stage_lines.append("")
+        agreement = agreement_table(dataset)
+        seen += sum(
+            c["answers"] for c in (cov or {}).values() if isinstance(c, dict) and "answers" in c
+        )
+        seen += sum(row.startswith("| ") for row in agreement[4:])
+        lines += kept_section(f"sracl-{dataset}-llm-stage", stage_lines + agreement, seen)
     write_report(OUT, "\n".join(lines))  # + sracl.notes.md, hand-written
     print(f"wrote {OUT}")
 
@@ -409,7 +422,7 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--rows", default=",".join(ALL_ROWS))
-    parser.add_argument("--seeds", default=None, help="override: these seeds for every row")
+    add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200)")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument(
@@ -468,15 +481,8 @@ def main() -> None:
         for dataset in datasets:
             data = ensure_prepared(dataset)
             for row in args.rows.split(","):
-                seeds = (
-                    [int(s) for s in args.seeds.split(",")]
-                    if args.seeds
-                    else (
-                        SEEDS
-                        if row.replace("-gru4rec", "") in MULTI_SEED and row != "sracl-gru4rec"
-                        else SEEDS[:1]
-                    )
-                )
+                multi = row.replace("-gru4rec", "") in MULTI_SEED and row != "sracl-gru4rec"
+                seeds = seeds_to_train(args, multi)
                 for seed in seeds:
                     config = make_config(dataset, row, seed, args)
                     started = time.perf_counter()

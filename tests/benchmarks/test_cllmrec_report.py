@@ -24,7 +24,7 @@ def test_a_run_for_one_model_reports_every_model_dataset_and_seed(monkeypatch, t
     monkeypatch.setattr(cllmrec, "COST", tmp_path / "absent.json")
     args = argparse.Namespace(
         data=str(tmp_path), datasets=["beauty"], models=["lrurec"], variants=["cllmrec"],
-        seeds=1, epochs=None,
+        seeds=[42], epochs=None,
     )  # fmt: skip
     text = cllmrec.report(args, {})
     for dataset in cllmrec.DATASETS:

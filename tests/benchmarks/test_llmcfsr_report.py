@@ -22,9 +22,9 @@ def test_a_run_for_one_row_reports_every_row_dataset_and_seed(monkeypatch, tmp_p
 
     monkeypatch.setattr(llmcfsr, "read_result", read_result)
     monkeypatch.setattr(llmcfsr, "prepare_preset", no_data)
-    monkeypatch.setattr(llmcfsr, "timing_lines", lambda datasets: [])
+    monkeypatch.setattr(llmcfsr, "timing_lines", lambda datasets: ([], 0))
     args = argparse.Namespace(
-        datasets=["beauty"], protocols=["p-cl"], rows=["llmcfsr"], seeds=1, model="sasrec",
+        datasets=["beauty"], protocols=["p-cl"], rows=["llmcfsr"], seeds=[42], model="sasrec",
         epochs=None, esr_sim_per_step=None, max_minutes=None,
     )  # fmt: skip
     text = llmcfsr.report(args, tmp_path)

@@ -61,3 +61,43 @@ def test_a_report_without_notes_is_just_the_tables(tmp_path):
     report = tmp_path / "method.md"
     write_report(report, "# Table\n\n")
     assert report.read_text() == "# Table\n"
+
+
+def test_every_script_reads_seeds_as_seed_values_and_refuses_a_count():
+    # The scripts disagreed: four read '--seeds 3' as a count, sracl as seed values, so the
+    # same flag meant seeds 42-44 in one and seed 3 in another.
+    import argparse
+
+    import pytest
+    from run_records import SEEDS, add_seeds_argument, seeds_to_train
+
+    parser = argparse.ArgumentParser(prog="bench")
+    add_seeds_argument(parser)
+    default = parser.parse_args([])
+    assert seeds_to_train(default, multi_seed=True) == list(SEEDS)
+    assert seeds_to_train(default, multi_seed=False) == [42]
+    asked = parser.parse_args(["--seeds", "43,44"])
+    assert seeds_to_train(asked, multi_seed=False) == [43, 44]
+    for bad in ("3", "42,x", ","):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--seeds", bad])
+
+
+def test_a_machine_without_the_cache_keeps_the_recorded_section(tmp_path, monkeypatch):
+    # Sections read from cache/ (LLM chunks, summaries, embedding timings) used to shrink to
+    # 'not run yet' when a report was regenerated on a new machine, losing measured figures
+    # (the Office LLMSeR stage: 288 users; SRA-CL's 7,312 summaries; LLM-CFSR's timings).
+    import run_records
+
+    monkeypatch.setattr(run_records, "ROOT", tmp_path)
+    store = tmp_path / "sections"
+    fuller = ["- office: 288 / 4905 users through the LLM"]
+    assert run_records.kept_section("stage", fuller, 912, store) == fuller
+    kept = run_records.kept_section("stage", ["- office: no finished LLM chunk"], 0, store)
+    assert kept[0] == fuller[0] and "0 vs 912" in kept[-2]
+    assert json.loads((store / "stage.json").read_text())["lines"] == fuller
+    more = ["- office: 400 / 4905 users through the LLM"]
+    assert run_records.kept_section("stage", more, 1200, store) == more
+    assert json.loads((store / "stage.json").read_text())["seen"] == 1200
+    assert run_records.kept_section("never-ran", [], 0, store) == []
+    assert not (store / "never-ran.json").exists()

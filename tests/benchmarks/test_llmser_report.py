@@ -1,0 +1,33 @@
+"""The LLMSeR report covers the whole grid, whichever part an invocation trained."""
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import llmser  # noqa: E402
+
+
+def test_a_run_for_one_dataset_reports_every_dataset_and_seed(monkeypatch):
+    # '--datasets office --seeds 42' used to write a report with Office seed 42 only.
+    result = {"test": {"hr@10": 0.7, "ndcg@10": 0.4, "hr@20": 0.8, "ndcg@20": 0.5}, "best_epoch": 3}
+    asked = []
+
+    def finished(config):
+        asked.append((config.dataset, config.train.seed))
+        wanted = (config.dataset, config.model, config.method, config.train.seed)
+        return result if wanted == ("yelp", "gru4rec", "none", 42) else None
+
+    monkeypatch.setattr(llmser, "finished", finished)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: ([], 0))
+    monkeypatch.setattr(llmser, "kept_section", lambda name, lines, seen: lines)
+    args = argparse.Namespace(
+        datasets=["office"], models=["sasrec"], seeds=[42], epochs=None, llm_users=None,
+        sweeps=False,
+    )  # fmt: skip
+    text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
+    assert "## yelp, `p-s100`" in text and "| gru4rec | None | 0.7000 |" in text
+    assert "- datasets office, beauty" in text  # no finished run there
+    assert {seed for dataset, seed in asked if dataset == "office"} == set(llmser.SEEDS)
