@@ -28,7 +28,7 @@ from run_records import (  # noqa: E402
     restore,
     seeds_to_train,
     write_report,
-)  # noqa: E402
+)
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402

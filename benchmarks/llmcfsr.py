@@ -32,7 +32,7 @@ from run_records import (  # noqa: E402
     seeds_to_train,
     whole_grid,
     write_report,
-)  # noqa: E402
+)
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402

@@ -41,7 +41,7 @@ from run_records import (  # noqa: E402
     restore,
     seeds_to_train,
     write_report,
-)  # noqa: E402
+)
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions  # noqa: E402

@@ -40,7 +40,7 @@ from run_records import (  # noqa: E402
     restore,
     seeds_to_train,
     write_report,
-)  # noqa: E402
+)
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import load, prepare_preset  # noqa: E402
