@@ -28,6 +28,7 @@ from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
     keep,
+    kept_section,
     restore,
     seeds_to_train,
     whole_grid,
@@ -157,10 +158,11 @@ def report(args, enhancer_options) -> str:
         data = prepare_preset(dataset, Path(args.data))
         lines += [f"## {dataset}", ""]
         cost = scoring_cost(dataset, data, args.models[0], enhancer_options)
+        scoring_lines = ["Scoring step: not run.", ""]
         if cost:
             rate = cost["users_scored"] / max(cost["seconds"], 1e-9)
             status = "finished" if cost["finished"] else "PARTIAL (resumable)"
-            lines += [
+            scoring_lines = [
                 f"Scoring step ({status}): {cost['users_scored']} / {cost['users_total']} users, "
                 f"{cost['items_scored']} items, {cost['encoder_sequences']} encoder passes in "
                 f"{cost['seconds']:.0f} s ({rate:.2f} users/s"
@@ -172,8 +174,8 @@ def report(args, enhancer_options) -> str:
                 + f"). Artefact `{Path(cost['directory']).relative_to(paths.cache_root())}`.",
                 "",
             ]
-        else:
-            lines += ["Scoring step: not run.", ""]
+        seen = cost["users_scored"] if cost else 0
+        lines += kept_section(f"cllmrec-{dataset}-scoring", scoring_lines, seen)
         if COST.exists():
             costs = json.loads(COST.read_text()).get(dataset, {})
             for model, cost in costs.items():

@@ -133,7 +133,7 @@ def kept_section(name: str, fresh: list[str], seen: int, store: Path = SECTIONS)
             f"machine that wrote this report held less ({seen} vs {kept['seen']}).)",
             "",
         ]
-    if fresh or record.exists():
+    if seen > 0:  # nothing measured here: nothing to keep
         store.mkdir(parents=True, exist_ok=True)
         text = {"date": str(date.today()), "seen": seen, "lines": fresh}
         record.write_text(json.dumps(text, indent=1) + "\n", encoding="utf-8")
