@@ -245,7 +245,8 @@ def report(args, datasets) -> str:
             for model in MODELS:
                 seeds = SEEDS  # every finished seed of every row
                 baseline = None
-                for label, method, enhancer in variants(args.llm_users, args.sweeps):
+                # sweep rows appear once any has finished, whether or not this call asked for them
+                for label, method, enhancer in variants(args.llm_users, sweeps=True):
                     if (protocol == "p-cl" or model != "sasrec") and label.startswith("LLM-free "):
                         continue
                     if protocol == "p-cl" and model != "sasrec":
@@ -262,6 +263,8 @@ def report(args, datasets) -> str:
                             done.append(seed)
                     paper = PAPER.get((dataset, model, method)) if protocol == "p-s100" else None
                     paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "-"
+                    if not results and label.startswith("LLM-free ") and not args.sweeps:
+                        continue
                     if not results:
                         body.append(f"| {model} | {label} | not run | | | | {paper_text} | |")
                         continue

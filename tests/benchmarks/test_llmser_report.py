@@ -31,3 +31,23 @@ def test_a_run_for_one_dataset_reports_every_dataset_and_seed(monkeypatch):
     assert "## yelp, `p-s100`" in text and "| gru4rec | None | 0.7000 |" in text
     assert "- datasets office, beauty" in text  # no finished run there
     assert {seed for dataset, seed in asked if dataset == "office"} == set(llmser.SEEDS)
+
+
+def test_finished_sweep_rows_stay_in_a_report_written_without_sweeps(monkeypatch):
+    result = {"test": {"hr@10": 0.7, "ndcg@10": 0.4, "hr@20": 0.8, "ndcg@20": 0.5}, "best_epoch": 3}
+    swept = dict(llmser.llmser_options(None, llm=False, n_pseudo=2))
+
+    def finished(config):
+        same = config.dataset == "office" and dict(config.enhancer) == swept
+        return result if same and config.train.seed == 42 else None
+
+    monkeypatch.setattr(llmser, "finished", finished)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: ([], 0))
+    monkeypatch.setattr(llmser, "kept_section", lambda name, lines, seen: lines)
+    args = argparse.Namespace(
+        datasets=["office"], models=["sasrec"], seeds=None, epochs=None, llm_users=None,
+        sweeps=False,
+    )  # fmt: skip
+    text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
+    assert "| sasrec | LLM-free M=2 | 0.7000 |" in text
+    assert "LLM-free M=4" not in text  # unfinished sweep rows only with --sweeps
