@@ -141,6 +141,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
     parity: list = []
     for dataset, protocol, models, multi, (m1, m2), anchors in GRID:
         first = None
+        table_seeds = set()  # the protocol line names the seeds shown
         body = []
         for model in models:
             results, seeds, dirs, engines = [], [], [], []
@@ -160,6 +161,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     variant, (result, config) = next(iter(found.items()))
                     results.append(result)
                     seeds.append(seed)
+                    table_seeds.add(seed)
                     engines.append(variant)
                     directory = run_directory(config, RUNS)
                     record = RECORDS / directory.relative_to(RUNS)
@@ -198,7 +200,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
             lines += [
                 f"## {dataset} under `{protocol}`",
                 "",
-                f"Protocol: {protocol_line(first, meta, seeds=None)}",
+                f"Protocol: {protocol_line(first, meta, seeds=sorted(table_seeds) or None)}",
                 "",
             ]
             lines += [

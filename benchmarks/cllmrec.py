@@ -191,6 +191,7 @@ def report(args, enhancer_options) -> str:
                     "",
                 ]
         first = None
+        table_seeds = set()  # the protocol line names the seeds shown
         for model in args.models:
             rows, backbone = [], {}
             for variant in args.variants:
@@ -204,6 +205,7 @@ def report(args, enhancer_options) -> str:
                     if result:
                         results.append(result)
                         seeds.append(seed)
+                        table_seeds.add(seed)
                     else:
                         missing.append(f"seed {seed}: {run_state(config)}")
                 paper = PAPER.get((dataset, model, variant))
@@ -252,7 +254,7 @@ def report(args, enhancer_options) -> str:
             ]  # fmt: skip
         if first is not None:
             lines += [
-                f"Protocol: {protocol_line(first, data.metadata, seeds=list(SEEDS))}",
+                f"Protocol: {protocol_line(first, data.metadata, seeds=sorted(table_seeds) or None)}",
                 "",
             ]
     lines += [

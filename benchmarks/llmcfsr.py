@@ -13,6 +13,7 @@ run (or not finished) say so.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from datetime import date
@@ -27,7 +28,6 @@ from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
     keep,
-    kept_section,
     restore,
     seeds_to_train,
     whole_grid,
@@ -36,6 +36,7 @@ from run_records import (  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
+from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
@@ -54,6 +55,8 @@ ROWS = {
 }
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
+# The semantic stage's timing and view-check files, kept beside the run records.
+MEASUREMENTS = RESULTS / "sections" / "llmcfsr-semantic"
 # Neither paper's numbers are reproduced here: LLM-CFSR has only an abstract (no tables in our
 # sources), and LLM-ESR's tables use its own Yelp/Beauty preprocessing and text-embedding-ada-002.
 PAPER_NOTE = (
@@ -142,8 +145,27 @@ def view_check(dataset_name: str, data_root: Path, n: int = 512) -> dict:
     return result
 
 
-def timing_lines(datasets) -> tuple[list[str], int]:
-    """The semantic stage's timings as this machine's cache holds them, and how many rows."""
+def kept_measurements(
+    dataset: str, kind: str, store: Path = MEASUREMENTS
+) -> list[tuple[str, dict]]:
+    """Every ``<kind>.json`` the semantic stage wrote for ``dataset``, on this machine or earlier.
+
+    The stage's timing and view-check files live in ``cache/``, which a new machine lacks; each
+    distinct one is copied into git (``store/<dataset>/<artefact>/<kind>-<digest>.json``), so a
+    report shows every measurement ever made, not only this machine's.
+    """
+    for path in sorted((paths.cache_root() / dataset / "semantic").glob(f"*/{kind}.json")):
+        text = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        target = store / dataset / path.parent.name / f"{kind}-{digest}.json"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    found = sorted((store / dataset).glob(f"*/{kind}-*.json"))
+    return [(path.parent.name, json.loads(path.read_text(encoding="utf-8"))) for path in found]
+
+
+def timing_lines(datasets) -> list[str]:
     lines = [
         "## Semantic embedding stage (fine-tuning and embedding time)",
         "",
@@ -151,12 +173,9 @@ def timing_lines(datasets) -> tuple[list[str], int]:
         "| load average (1 min) after fine-tune / embed | loss first -> last | dir |",
         "|---|---|---:|---|---:|---:|---:|---:|---|---|---|",
     ]
-    found = 0
+    found = False
     for dataset in datasets:
-        for timing_path in sorted(
-            (paths.cache_root() / dataset / "semantic").glob("*/timing.json")
-        ):
-            t = json.loads(timing_path.read_text())
+        for artefact, t in kept_measurements(dataset, "timing"):
             enabled = t["options"]["enabled"]
             loss = f"{t['loss_first']:.3f} -> {t['loss_last']:.3f}" if t.get("loss_first") else "-"
             loads = " / ".join(
@@ -167,14 +186,13 @@ def timing_lines(datasets) -> tuple[list[str], int]:
                 f"| {dataset} | {'fine-tuned' if enabled else 'raw MiniLM'} | {t['items']} | "
                 f"{', '.join(t['fields'])} | {t.get('finetune_steps', '-')} | {t['threads']} | "
                 f"{t.get('finetune_seconds', 0):.0f} | {t['embed_seconds']:.0f} | {loads} | {loss} | "
-                f"{timing_path.parent.name} |"
+                f"{artefact} |"
             )
-            found += 1
+            found = True
     if not found:
         lines.append("| - | not run yet | | | | | | | | | |")
     for dataset in datasets:
-        for check in sorted((paths.cache_root() / dataset / "semantic").glob("*/view_check.json")):
-            c = json.loads(check.read_text())
+        for _, c in kept_measurements(dataset, "view_check"):
             lines += [
                 "",
                 f"View check on {dataset} ({c['items']} random items, fresh views): top-1 retrieval "
@@ -194,7 +212,20 @@ def timing_lines(datasets) -> tuple[list[str], int]:
         "the time is an upper bound.",
         "",
     ]
-    return lines, found
+    return lines
+
+
+def versus_backbone(row: dict[int, float], backbone: dict[int, float]) -> str:
+    """The row's NDCG@10 minus the backbone's on the seeds both finished, with a paired test."""
+    common = [seed for seed in row if seed in backbone]
+    if not common:
+        return "no common seed"
+    diffs = [row[seed] - backbone[seed] for seed in common]
+    text = f"{np.mean(diffs):+.4f}"
+    if len(common) < 2:
+        return f"{text} (1 seed: no test)"
+    test = paired_seed_test([backbone[s] for s in common], [row[s] for s in common])
+    return f"{text} (paired t over {len(common)} seeds, p {test['p']:.3f})"
 
 
 def report(args, data_root: Path) -> str:
@@ -214,12 +245,14 @@ def report(args, data_root: Path) -> str:
         PAPER_NOTE,
         "",
     ]
-    lines += kept_section("llmcfsr-semantic-stage", *timing_lines(args.datasets))
+    lines += timing_lines(args.datasets)
     plot_data = {}
     for dataset in args.datasets:
         for protocol in args.protocols:
             metric = "hr@10"
             body, first = [], None
+            table_seeds = set()  # the protocol line names the seeds shown
+            backbone: dict[int, float] = {}  # seed -> the backbone's test ndcg@10
             for row in args.rows:
                 label = ROWS[row][0] if row != "sasrec" else args.model
                 results, seeds = [], []
@@ -230,9 +263,14 @@ def report(args, data_root: Path) -> str:
                     if result:
                         results.append(result)
                         seeds.append(seed)
+                        table_seeds.add(seed)
                 if not results:
-                    body.append(f"| {label} | not run | | | | | | |")
+                    body.append(f"| {label} | not run | | | | | | | |")
                     continue
+                per_seed = {s: r["test"]["ndcg@10"] for s, r in zip(seeds, results, strict=True)}
+                if row == "sasrec":
+                    backbone = per_seed
+                versus = versus_backbone(per_seed, backbone) if row != "sasrec" else "-"
 
                 def col(get, results=results):
                     return np.array([get(r) for r in results])
@@ -250,7 +288,8 @@ def report(args, data_root: Path) -> str:
                 epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
                 body.append(
                     f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "
-                    f"{fmt(short)} | {','.join(map(str, seeds))} | best epoch {epochs}, {sec:.0f} s/epoch |"
+                    f"{fmt(short)} | {versus} | {','.join(map(str, seeds))} | best epoch {epochs}, "
+                    f"{sec:.0f} s/epoch |"
                 )
                 plot_data.setdefault((dataset, protocol), {})[label] = {
                     "all": overall.mean(),
@@ -279,7 +318,7 @@ def report(args, data_root: Path) -> str:
             lines += [
                 f"## {dataset} under `{protocol}` ({args.model})",
                 "",
-                f"Protocol: {protocol_line(first, meta, seeds=None)}"
+                f"Protocol: {protocol_line(first, meta, seeds=sorted(table_seeds) or None)}"
                 + (f"; epochs capped at {args.epochs}" if args.epochs else "")
                 + (
                     f"; LLM-ESR sim_users_per_step {args.esr_sim_per_step}"
@@ -288,8 +327,8 @@ def report(args, data_root: Path) -> str:
                 ),
                 f"{groups}",
                 "",
-                f"| row | {metric} | ndcg@10 | tail-item ndcg@10 | head-item ndcg@10 | short-user ndcg@10 | seeds | notes |",
-                "|---|---:|---:|---:|---:|---:|---|---|",
+                f"| row | {metric} | ndcg@10 | tail-item ndcg@10 | head-item ndcg@10 | short-user ndcg@10 | ndcg@10 vs backbone, same seeds | seeds | notes |",
+                "|---|---:|---:|---:|---:|---:|---|---|---|",
                 *body,
                 "",
             ]

@@ -22,7 +22,7 @@ def test_a_run_for_one_row_reports_every_row_dataset_and_seed(monkeypatch, tmp_p
 
     monkeypatch.setattr(llmcfsr, "read_result", read_result)
     monkeypatch.setattr(llmcfsr, "prepare_preset", no_data)
-    monkeypatch.setattr(llmcfsr, "timing_lines", lambda datasets: ([], 0))
+    monkeypatch.setattr(llmcfsr, "timing_lines", lambda datasets: [])
     args = argparse.Namespace(
         datasets=["beauty"], protocols=["p-cl"], rows=["llmcfsr"], seeds=[42], model="sasrec",
         epochs=None, esr_sim_per_step=None, max_minutes=None,
@@ -34,3 +34,30 @@ def test_a_run_for_one_row_reports_every_row_dataset_and_seed(monkeypatch, tmp_p
     assert "| sasrec | not run |" in text and "| LLM-ESR (causal) | not run |" in text
     assert {seed for *_, seed in asked} == set(llmcfsr.SEEDS)
     assert args.rows == ["llmcfsr"]  # the caller's namespace is left as it was
+
+
+def test_semantic_stage_timings_survive_a_machine_without_the_cache(monkeypatch, tmp_path):
+    # The timing table read cache/ only: on a new machine it said 'not run yet' although the
+    # stage's fine-tuning time had been measured. Every distinct measurement is now kept.
+    cache, store = tmp_path / "cache", tmp_path / "kept"
+    monkeypatch.setattr(llmcfsr.paths, "cache_root", lambda: cache)
+    artefact = cache / "beauty" / "semantic" / "semantic-abc"
+    artefact.mkdir(parents=True)
+    (artefact / "timing.json").write_text('{"embed_seconds": 92}')
+    assert [t for _, t in llmcfsr.kept_measurements("beauty", "timing", store)] == [
+        {"embed_seconds": 92}
+    ]
+    (artefact / "timing.json").write_text('{"embed_seconds": 157}')  # measured again
+    assert len(llmcfsr.kept_measurements("beauty", "timing", store)) == 2
+    (artefact / "timing.json").unlink()  # a new machine: nothing in cache/
+    kept = llmcfsr.kept_measurements("beauty", "timing", store)
+    assert sorted(t["embed_seconds"] for _, t in kept) == [92, 157]
+    assert {name for name, _ in kept} == {"semantic-abc"}
+
+
+def test_rows_are_compared_with_the_backbone_on_common_seeds_only():
+    backbone = {42: 0.0399, 43: 0.0405, 44: 0.0396}
+    assert llmcfsr.versus_backbone({42: 0.0445}, backbone) == "+0.0046 (1 seed: no test)"
+    text = llmcfsr.versus_backbone({42: 0.0443, 43: 0.0442, 44: 0.0427}, backbone)
+    assert text.startswith("+0.0037 (paired t over 3 seeds, p 0.01")
+    assert llmcfsr.versus_backbone({45: 0.05}, backbone) == "no common seed"
