@@ -24,6 +24,7 @@ from run_records import (  # noqa: E402
     RECORDS,
     SEEDS,
     add_seeds_argument,
+    grid_seeds,
     keep,
     restore,
     seeds_to_train,
@@ -75,10 +76,6 @@ REPORT = ROOT / "benchmarks" / "results" / "backbones.md"  # + backbones.notes.m
 
 # Engine variants, in the order the report prefers them: fp32, bf16 autocast, bf16 + length buckets.
 VARIANTS = {"fp32": (False, False), "bf16": (True, False), "bf16+buckets": (True, True)}
-
-
-def grid_seeds(model, multi):
-    return list(SEEDS) if model in multi else [SEEDS[0]]
 
 
 def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
@@ -168,7 +165,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
                 seed_configs = configs(
-                    dataset, protocol, model, grid_seeds(model, multi), False, epochs
+                    dataset, protocol, model, grid_seeds(model in multi), False, epochs
                 )
                 progress = [unfinished(config, m1) for _, _, config in seed_configs]
                 progress = [text for text in progress if text]

@@ -244,7 +244,6 @@ def report(args, datasets) -> str:
             body, first = [], None
             table_seeds = set()  # the protocol line names the seeds shown
             for model in MODELS:
-                seeds = SEEDS  # every finished seed of every row
                 baseline = None
                 # sweep rows appear once any has finished, whether or not this call asked for them
                 for label, method, enhancer in variants(args.llm_users, sweeps=True):
@@ -253,7 +252,7 @@ def report(args, datasets) -> str:
                     if protocol == "p-cl" and model != "sasrec":
                         continue
                     results, done = [], []
-                    for seed in seeds:
+                    for seed in SEEDS:  # every finished seed of every row
                         config = make_config(
                             dataset, model, method, enhancer, protocol, seed, args.epochs
                         )

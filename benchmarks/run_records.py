@@ -103,11 +103,14 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def grid_seeds(multi_seed: bool) -> list[int]:
+    """The grid's own seeds for a row: all of SEEDS for a multi-seed row, else the first."""
+    return list(SEEDS) if multi_seed else [SEEDS[0]]
+
+
 def seeds_to_train(args: argparse.Namespace, multi_seed: bool) -> list[int]:
     """The seeds one row trains: ``--seeds`` if given, else the grid's own for that row."""
-    if args.seeds:
-        return list(args.seeds)
-    return list(SEEDS) if multi_seed else [SEEDS[0]]
+    return list(args.seeds) if args.seeds else grid_seeds(multi_seed)
 
 
 def whole_grid(args: argparse.Namespace, **grid) -> argparse.Namespace:
