@@ -6,6 +6,14 @@ options and per-user ranks, compressed) is copied to ``benchmarks/results/runs/<
 Each benchmark script restores those records into ``runs/`` before it starts, so ``train_run``
 returns a finished run's result instead of training it again, every report regenerates from a
 fresh clone, and every figure in a results file stays traceable to the config that produced it.
+
+A run longer than a session (an ML-1M ``p-lru`` run takes 3-6 core-hours here, a session 3 hours,
+and a new session may get a new machine without ``runs/``) is carried *in flight*: a paused or
+stopped run's resume state (``state.pt``, the best ``checkpoint.pt``, its log and config) is
+copied to ``benchmarks/results/inflight/<dataset>/<method>-<model>/<hash>/`` and committed; the
+next session's ``restore`` puts it back into ``runs/`` and the run continues where it stopped
+(the trainer restores model, optimiser, RNG and early-stopping state, so it is the same run).
+The in-flight copy is deleted once the run finishes and its small record is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ RECORDS = ROOT / "benchmarks" / "results" / "runs"
 SECTIONS = ROOT / "benchmarks" / "results" / "sections"
 # Everything a report reads; checkpoints and resume state stay in runs/.
 KEPT = ("config.yaml", "metrics.json", "log.jsonl", "enhancer.json")
+# What an unfinished run needs to continue on another machine (see the module docstring).
+RESUME = ("config.yaml", "log.jsonl", "enhancer.json", "state.pt", "checkpoint.pt")
+INFLIGHT_NAME = "inflight"  # beside the records folder: benchmarks/results/inflight
 # Per-user ranks (group tables, paired tests) go into one compressed file: ~10x smaller in git.
 RANKS = ("ranks_valid", "ranks_test")
 PACKED_RANKS = "ranks.npz"
@@ -57,13 +68,64 @@ def restore(runs: Path, records: Path = RECORDS) -> int:
                 for name in packed.files:
                     np.save(target / f"{name}.npy", packed[name])
         restored += 1
+    return restored + _restore_inflight(runs, records)
+
+
+def _inflight_root(records: Path) -> Path:
+    return records.parent / INFLIGHT_NAME
+
+
+def _epochs_logged(directory: Path) -> int:
+    log = directory / "log.jsonl"
+    if not log.exists():
+        return 0
+    return sum('"event": "epoch"' in line for line in log.read_text().splitlines())
+
+
+def _restore_inflight(runs: Path, records: Path) -> int:
+    """Put every kept in-flight run back into ``runs`` unless ``runs`` already holds it as far
+    (or finished, or a finished record of it exists); returns the count."""
+    restored = 0
+    for state in sorted(_inflight_root(records).glob("*/*/*/state.pt")):
+        source = state.parent
+        relative = source.relative_to(_inflight_root(records))
+        target = runs / relative
+        if (records / relative / "metrics.json").exists() or _finished(target):
+            continue
+        if (target / "state.pt").exists() and _epochs_logged(target) >= _epochs_logged(source):
+            continue
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in RESUME:
+            if (source / name).exists():
+                shutil.copy2(source / name, target / name)
+        restored += 1
     return restored
 
 
-def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
-    """Record a finished run of ``runs`` (no-op for an unfinished one); returns the record folder."""
-    if not _finished(directory):
+def keep_inflight(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
+    """Copy an unfinished run's resume state beside the records, to be committed so that the run
+    continues on the next machine; no-op (None) for a run without resume state or a finished one."""
+    if _finished(directory) or not (directory / "state.pt").exists():
         return None
+    target = _inflight_root(records) / directory.relative_to(runs)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RESUME:
+        if (directory / name).exists():
+            shutil.copy2(directory / name, target / name)
+    return target
+
+
+def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
+    """Record a finished run of ``runs`` and drop its in-flight copy; returns the record folder.
+    An unfinished (paused) run is kept in flight instead (``keep_inflight``), and None returned."""
+    if not _finished(directory):
+        keep_inflight(directory, runs, records)
+        return None
+    inflight = _inflight_root(records) / directory.relative_to(runs)
+    if inflight.exists():
+        shutil.rmtree(inflight)
     target = records / directory.relative_to(runs)
     target.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
@@ -159,3 +221,28 @@ def write_report(report: Path, text: str) -> None:
     if notes.exists():
         body += "\n" + notes.read_text().rstrip() + "\n"
     report.write_text(body)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python benchmarks/run_records.py keep runs/D/M/HASH ...``: keep runs stopped from outside
+    (a killed process leaves a consistent ``state.pt``: it is written atomically each epoch)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("action", choices=["keep"])
+    parser.add_argument("directories", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    runs = ROOT / "runs"
+    for directory in args.directories:
+        directory = directory.resolve()
+        if not directory.is_relative_to(runs) or not (directory / "config.yaml").exists():
+            raise SystemExit(f"{directory}: not a run directory under {runs}")
+        if _finished(directory):
+            print(f"{directory.relative_to(ROOT)}: finished -> {keep(directory, runs)}")
+            continue
+        where = keep_inflight(directory, runs)
+        print(
+            f"{directory.relative_to(ROOT)}: {'in flight -> ' if where else 'no state.pt'}{where or ''}"
+        )
+
+
+if __name__ == "__main__":
+    main()

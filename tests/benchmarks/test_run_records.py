@@ -101,3 +101,47 @@ def test_a_machine_without_the_cache_keeps_the_recorded_section(tmp_path, monkey
     assert json.loads((store / "stage.json").read_text())["seen"] == 1200
     assert run_records.kept_section("never-ran", ["not run."], 0, store) == ["not run."]
     assert not (store / "never-ran.json").exists()
+
+
+def _epochs(directory: Path, count: int) -> None:
+    lines = [json.dumps({"event": "epoch", "epoch": e}) for e in range(count)]
+    (directory / "log.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_a_paused_run_travels_in_flight_to_a_new_machine_and_is_dropped_once_finished(tmp_path):
+    old_runs, new_runs, records = (
+        tmp_path / "old" / "runs",
+        tmp_path / "new" / "runs",
+        tmp_path / "records",
+    )
+    paused = _run(old_runs, finished=False)
+    _epochs(paused, 3)
+    assert keep(paused, old_runs, records) is None  # not a record: a resume state
+    inflight = tmp_path / "inflight" / "beauty" / "none-sasrec" / "abc123"
+    assert (inflight / "state.pt").read_bytes() == b"resume state"
+    assert (inflight / "checkpoint.pt").read_bytes() == b"weights"
+    assert not (inflight / "ranks_test.npy").exists() and not records.exists()
+
+    assert restore(new_runs, records) == 1  # the new machine continues this run
+    moved = new_runs / "beauty" / "none-sasrec" / "abc123"
+    assert (moved / "state.pt").read_bytes() == b"resume state"
+    assert restore(new_runs, records) == 0  # already there, as far
+
+    _epochs(moved, 5)  # it went on here: an older in-flight copy must not overwrite it
+    (moved / "state.pt").write_bytes(b"later state")
+    assert restore(new_runs, records) == 0
+    assert (moved / "state.pt").read_bytes() == b"later state"
+
+    (moved / "metrics.json").write_text(json.dumps({"finished": True, "test": {"hr@10": 0.2}}))
+    assert keep(moved, new_runs, records) is not None
+    assert not inflight.exists()  # finished: only the small record stays in git
+
+
+def test_a_stale_in_flight_copy_never_replaces_a_finished_record(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    keep(_run(tmp_path / "a", finished=False), tmp_path / "a", records)
+    keep(_run(tmp_path / "b", finished=True), tmp_path / "b", records)
+    restore(runs, records)
+    restored = runs / "beauty" / "none-sasrec" / "abc123"
+    assert json.loads((restored / "metrics.json").read_text())["finished"] is True
+    assert not (restored / "state.pt").exists()
