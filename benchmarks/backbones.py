@@ -2,6 +2,7 @@
 interrupted ones continue (each run directory is named by its config hash).
 
     python benchmarks/backbones.py [--only ml-1m] [--models sasrec,lrurec] [--max-minutes 30] [--bf16]
+        [--device cuda]
 
 Writes benchmarks/results/backbones.md from every finished run it finds; rows that have not run
 (or not finished) say so.
@@ -100,6 +101,14 @@ def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
         )
 
 
+def devices_used(directory: Path) -> str:
+    """Where a run's epochs ran, from its log (runs logged before devices were recorded: cpu)."""
+    log = directory / "log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    used = [e.get("device", "cpu") for e in events if e.get("event") in ("start", "resume")]
+    return "+".join(dict.fromkeys(used)) or "cpu"
+
+
 def read_result(config) -> dict | None:
     path = run_directory(config, RUNS) / "metrics.json"
     if path.exists():
@@ -141,7 +150,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
         table_seeds = set()  # the protocol line names the seeds shown
         body = []
         for model in models:
-            results, seeds, dirs, engines = [], [], [], []
+            results, seeds, dirs, engines, where = [], [], [], [], []
             for seed in SEEDS:  # every finished seed, whichever rows are multi-seed
                 found = {}
                 for variant, (use_bf16, buckets) in VARIANTS.items():
@@ -161,6 +170,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     table_seeds.add(seed)
                     engines.append(variant)
                     directory = run_directory(config, RUNS)
+                    where.append(devices_used(directory))
                     record = RECORDS / directory.relative_to(RUNS)
                     dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
@@ -189,8 +199,10 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                 if model in RECIPES
                 else ""
             )
+            devices = "/".join(dict.fromkeys(where))
+            ran = "1 thread, shared machine" if devices == "cpu" else f"ran on {devices}"
             body.append(
-                f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch (1 thread, shared machine); {dirs[0]} |"
+                f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch ({ran}); {dirs[0]} |"
             )
         if first is not None:
             meta = prepare_preset(dataset, data_root).metadata
@@ -243,6 +255,12 @@ def main() -> None:
     parser.add_argument(
         "--max-minutes", type=float, default=None, help="pause each run after this long (resumable)"
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="train on this device (cuda on a lent GPU machine); not part of a run's identity, "
+        "so a run paused on the CPU continues there",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
@@ -267,13 +285,11 @@ def main() -> None:
                 )
             )
             for model, seed, config in planned:
-                if args.max_minutes:
+                run_settings = {"max_minutes": args.max_minutes, "device": args.device}
+                run_settings = {k: v for k, v in run_settings.items() if v}
+                if run_settings:
                     config = config.model_copy(
-                        update={
-                            "train": config.train.model_copy(
-                                update={"max_minutes": args.max_minutes}
-                            )
-                        }
+                        update={"train": config.train.model_copy(update=run_settings)}
                     )
                 print(
                     f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}",

@@ -82,6 +82,9 @@ def rank_users(
         negatives = sample_negatives(dataset, config, stage)
     was_training = model.training
     model.eval()
+    # a model with no parameters (the most-popular baseline) ranks where its buffers are
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
     # Users in order of history length, each batch cut to its longest history: on short-history
     # sets (Beauty: 9 of 50 columns are real on average) most of the padded encoder work goes.
     lengths = np.minimum(np.diff(offsets), max_len)
@@ -91,16 +94,16 @@ def rank_users(
         width = max(int(lengths[rows].max(initial=1)), 1)
         if getattr(model, "objective", "causal") == "masked":
             width = min(width + 1, max_len)  # room for the trailing mask token
-        histories = torch.from_numpy(left_pad(offsets, items, width, rows))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        histories = torch.from_numpy(left_pad(offsets, items, width, rows)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
             scores = model.score_last(histories).float()
-        target = torch.from_numpy(targets[rows].astype(np.int64))
+        target = torch.from_numpy(targets[rows].astype(np.int64)).to(device)
         if config.ranking == "full":
             scores[:, 0] = -torch.inf
             if config.mask_history:
                 full_hist = torch.from_numpy(
                     left_pad(offsets, items, int(np.diff(offsets)[rows].max(initial=1)), rows)
-                )
+                ).to(device)
                 target_scores = scores.gather(1, target[:, None]).clone()
                 scores.scatter_(1, full_hist, -torch.inf)
                 scores[:, 0] = -torch.inf
@@ -108,10 +111,10 @@ def rank_users(
                     1, target[:, None], target_scores
                 )  # a repeated target stays rankable
             target_scores = scores.gather(1, target[:, None])[:, 0]
-            ranks[rows] = rank_of_target(scores.numpy(), target_scores.numpy())
+            ranks[rows] = rank_of_target(scores.cpu().numpy(), target_scores.cpu().numpy())
         else:
-            candidates = torch.cat([target[:, None], torch.from_numpy(negatives[rows])], dim=1)
-            cand_scores = scores.gather(1, candidates)
+            sampled = torch.from_numpy(negatives[rows]).to(device)
+            cand_scores = scores.gather(1, torch.cat([target[:, None], sampled], dim=1)).cpu()
             ranks[rows] = rank_of_target(cand_scores.numpy(), cand_scores[:, 0].numpy())
     model.train(was_training)
     return ranks

@@ -170,7 +170,8 @@ class MultiHeadAttention(nn.Module):
     def _attend_with_dropout(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
+        device = q.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else q.dtype
         keep = keep_mask((*q.shape[:-1], k.shape[-2]), self.threshold, dtype, q.device)
         inverse_keep = Dropout._RANGE / (Dropout._RANGE - self.threshold)
         return _DropoutAttention.apply(q, k, v, mask, keep, inverse_keep)

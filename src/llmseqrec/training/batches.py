@@ -75,6 +75,18 @@ class Batch:
     views: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, object] = field(default_factory=dict)
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch's tensors on ``device`` (views and extras stay where the enhancer made them)."""
+        if device.type == "cpu":
+            return self
+        return replace(
+            self,
+            users=self.users.to(device),
+            inputs=self.inputs.to(device),
+            targets=self.targets.to(device),
+            weights=self.weights.to(device) if self.weights is not None else None,
+        )
+
     def with_rows(
         self,
         inputs: torch.Tensor,

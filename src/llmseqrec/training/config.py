@@ -49,6 +49,12 @@ class TrainConfig(BaseModel):
         None, gt=0, description="stop training after this wall time (resumable)"
     )
     threads: int | None = Field(None, ge=1)
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|cuda(:\d+)?)$",
+        description="where to train and rank: cpu, cuda or cuda:N (backbones; not in the run "
+        "hash, like threads, so a run paused on one device can continue on another)",
+    )
 
 
 class RunConfig(BaseModel):
@@ -70,6 +76,7 @@ class RunConfig(BaseModel):
         payload = self.model_dump(mode="json", exclude={"name"})
         payload["train"].pop("max_minutes", None)
         payload["train"].pop("threads", None)
+        payload["train"].pop("device", None)
         # Options added after runs existed enter the hash only when set, so old runs keep their name.
         if not payload["train"].get("bucket_by_length"):
             payload["train"].pop("bucket_by_length", None)

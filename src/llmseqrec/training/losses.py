@@ -12,6 +12,13 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_CHUNK_ROWS = 256
+# On a GPU the per-chunk kernels are launch-bound at 256 rows; larger chunks keep it busy while
+# the [rows, items] logits block stays a few hundred MB at most.
+GPU_CHUNK_ROWS = 8192
+
+
+def chunk_rows_for(device: torch.device) -> int:
+    return DEFAULT_CHUNK_ROWS if device.type == "cpu" else GPU_CHUNK_ROWS
 
 
 class _FusedSoftmaxCE(torch.autograd.Function):
@@ -29,14 +36,19 @@ class _FusedSoftmaxCE(torch.autograd.Function):
         needs_grad = hidden.requires_grad or table.requires_grad
         table_c = table.detach().to(compute_dtype)
         grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
-        grad_table = torch.zeros(table.shape, dtype=torch.float32) if table.requires_grad else None
-        total = torch.zeros((), dtype=torch.float32)
+        device = hidden.device
+        grad_table = (
+            torch.zeros(table.shape, dtype=torch.float32, device=device)
+            if table.requires_grad
+            else None
+        )
+        total = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, hidden.shape[0], chunk_rows):
             stop = min(start + chunk_rows, hidden.shape[0])
             h = hidden[start:stop].detach().to(compute_dtype)
             logits = (h @ table_c.T).float()
             lse = torch.logsumexp(logits, dim=1)
-            rows = torch.arange(stop - start)
+            rows = torch.arange(stop - start, device=device)
             target = targets[start:stop]
             per_row = lse - logits[rows, target]
             w = weights[start:stop].float() if weights is not None else None
@@ -52,8 +64,8 @@ class _FusedSoftmaxCE(torch.autograd.Function):
                 if grad_table is not None:
                     grad_table.add_((probs_c.T @ h).float())
         ctx.save_for_backward(
-            grad_hidden if grad_hidden is not None else torch.empty(0),
-            grad_table if grad_table is not None else torch.empty(0),
+            grad_hidden if grad_hidden is not None else torch.empty(0, device=device),
+            grad_table if grad_table is not None else torch.empty(0, device=device),
         )
         ctx.has = (grad_hidden is not None, grad_table is not None)
         ctx.normaliser = normaliser

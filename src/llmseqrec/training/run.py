@@ -127,7 +127,9 @@ class Run:
         # Reuses the cached offline artefacts: dual-view methods need them to rebuild the model.
         enhancer = prepare_enhancer(config, dataset)
         model = build_model(config, dataset, enhancer)
-        model.load_state_dict(torch.load(directory / "checkpoint.pt", weights_only=True))
+        model.load_state_dict(
+            torch.load(directory / "checkpoint.pt", map_location="cpu", weights_only=True)
+        )
         model.eval()
         return cls(directory, config, dataset, model)
 

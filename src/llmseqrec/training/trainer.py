@@ -21,13 +21,14 @@ from tqdm.auto import tqdm
 from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer
+from llmseqrec.errors import ConfigError
 from llmseqrec.evaluation.groups import grouped_metrics, item_popularity_groups, user_length_groups
 from llmseqrec.evaluation.metrics import metrics_from_ranks
 from llmseqrec.evaluation.ranking import rank_users, sample_negatives
 from llmseqrec.models.registry import build_backbone
 from llmseqrec.training.batches import Batch, iterate_batches, training_windows
 from llmseqrec.training.config import RunConfig, protocol_line
-from llmseqrec.training.losses import fused_softmax_ce, sampled_bce
+from llmseqrec.training.losses import chunk_rows_for, fused_softmax_ce, sampled_bce
 from llmseqrec.training.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,28 @@ def build_model(
     return enhancer.wrap(model) if enhancer is not None else model
 
 
+def training_device(config: RunConfig) -> torch.device:
+    """The run's device; a one-line error for a GPU that is not there, or for a method whose
+    views and losses are still built on the CPU."""
+    device = torch.device(config.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={config.train.device}: torch sees no CUDA device here")
+    if device.type != "cpu" and config.method != "none":
+        raise ConfigError(
+            f"train.device={config.train.device}: only plain backbones (method none) run on a "
+            f"GPU so far; method {config.method!r} builds its views on the CPU"
+        )
+    return device
+
+
 def mask_for_cloze(
     batch: Batch, mask_token: int, mask_prob: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT4Rec's objective: mask items of the window, predict them (at least one per row)."""
     sequence = batch.targets
     real = sequence > 0
-    chosen = (torch.rand(sequence.shape) < mask_prob) & real
+    # Drawn on the CPU generator whatever the device, so the masks follow the run's seed alike.
+    chosen = (torch.rand(sequence.shape).to(sequence.device) < mask_prob) & real
     chosen[:, -1] |= ~chosen.any(1) & real[:, -1]
     inputs = torch.where(chosen, torch.full_like(sequence, mask_token), sequence)
     targets = torch.where(chosen, sequence, torch.zeros_like(sequence))
@@ -71,7 +87,8 @@ class Trainer:
         self.progress = progress
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        self.model = build_model(config, dataset, self.enhancer)
+        self.device = training_device(config)
+        self.model = build_model(config, dataset, self.enhancer).to(self.device)
         self.max_len = (
             self.model.backbone.config.max_len
             if hasattr(self.model, "backbone")
@@ -80,7 +97,7 @@ class Trainer:
         self.enhancer.bind(dataset, self.max_len, config.train.seed)
         params = list(self.model.parameters())
         for module in self.enhancer.trainable_modules():
-            params += list(module.parameters())
+            params += list(module.to(self.device).parameters())
         optimiser_cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
         self.optimiser = optimiser_cls(
             params, lr=config.train.lr, weight_decay=config.train.weight_decay
@@ -112,11 +129,18 @@ class Trainer:
         if self.config.train.loss == "ce":
             dtype = torch.bfloat16 if self.config.train.bf16 else torch.float32
             loss = fused_softmax_ce(
-                hidden, table[1:], target - 1, weights, normaliser, compute_dtype=dtype
+                hidden,
+                table[1:],
+                target - 1,
+                weights,
+                normaliser,
+                compute_dtype=dtype,
+                chunk_rows=chunk_rows_for(self.device),
             )
         else:
             k = self.config.train.bce_negatives
             negatives = torch.randint(1, self.dataset.n_items + 1, (len(target), k))
+            negatives = negatives.to(target.device)
             clash = negatives == target[:, None]
             negatives[clash] = negatives[clash] % self.dataset.n_items + 1
             loss = sampled_bce(
@@ -149,6 +173,12 @@ class Trainer:
             "optimiser": self.optimiser.state_dict(),
             "enhancer": self.enhancer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # dropout on a GPU draws from its own generator
+            "cuda_rng": (
+                torch.cuda.get_rng_state(self.device)
+                if self.device.type == "cuda"
+                else torch.empty(0, dtype=torch.uint8)
+            ),
             "enhancer_rng": self.enhancer.generator.get_state(),
             "enhancer_np_rng": json.dumps(self.enhancer.rng.bit_generator.state),
             "best": best,
@@ -187,24 +217,29 @@ class Trainer:
         history: list[dict] = []
         start_epoch = 0
         if state_path.exists():
-            state = torch.load(state_path, weights_only=True)
+            # map to the CPU first: a run paused on one device may continue on another
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimiser.load_state_dict(state["optimiser"])
             self.enhancer.load_state_dict(state["enhancer"])
             torch.set_rng_state(state["torch_rng"])
+            cuda_rng = state.get("cuda_rng")
+            if self.device.type == "cuda" and cuda_rng is not None and cuda_rng.numel():
+                torch.cuda.set_rng_state(cuda_rng, self.device)
             self.enhancer.generator.set_state(state["enhancer_rng"])
             self.enhancer.rng.bit_generator.state = json.loads(state["enhancer_np_rng"])
             best = state["best"]
             history = json.loads(state["history"])
             start_epoch = state["epoch"] + 1
             self._drop_logged_epochs_from(start_epoch)
-            self._log({"event": "resume", "epoch": start_epoch})
+            self._log({"event": "resume", "epoch": start_epoch, "device": str(self.device)})
             log.info("resuming %s at epoch %d", self.run_dir, start_epoch)
         else:
             torch.manual_seed(cfg.seed + 1)
             self._log(
                 {
                     "event": "start",
+                    "device": str(self.device),
                     "protocol": protocol_line(self.config, self.dataset.metadata, self.run_dir),
                 }
             )
@@ -235,8 +270,8 @@ class Trainer:
                 mininterval=1.0,
             )
             for batch in bar:
-                batch = self.enhancer.augment_batch(batch, step)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                batch = self.enhancer.augment_batch(batch, step).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     rec, states = self.recommendation_loss(batch)
                     extras = self.enhancer.extra_loss(self.model, batch, states)
                 loss = rec + sum(extras.values()) if extras else rec
@@ -282,7 +317,9 @@ class Trainer:
         return self.finish(best, history)
 
     def finish(self, best: dict[str, Any], history: list[dict]) -> dict[str, Any]:
-        self.model.load_state_dict(torch.load(self.run_dir / "checkpoint.pt", weights_only=True))
+        self.model.load_state_dict(
+            torch.load(self.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        )
         valid_ranks = self.evaluate("valid")
         test_ranks = self.evaluate("test")
         np.save(self.run_dir / "ranks_valid.npy", valid_ranks)
