@@ -48,6 +48,16 @@ def _finished(directory: Path) -> bool:
     return path.exists() and bool(json.loads(path.read_text()).get("finished"))
 
 
+def _copy(source: Path, target: Path, names: tuple[str, ...], fresh: bool = False) -> None:
+    """Copy those of ``names`` that ``source`` has into ``target`` (emptied first if ``fresh``)."""
+    if fresh and target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
 def restore(runs: Path, records: Path = RECORDS) -> int:
     """Copy every kept record into ``runs`` where that run is not finished there; returns the count."""
     restored = 0
@@ -57,12 +67,7 @@ def restore(runs: Path, records: Path = RECORDS) -> int:
         if _finished(target):
             continue
         # An interrupted scratch run of the same config is replaced by the finished record.
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for name in KEPT:
-            if (source / name).exists():
-                shutil.copy2(source / name, target / name)
+        _copy(source, target, KEPT, fresh=True)
         if (source / PACKED_RANKS).exists():
             with np.load(source / PACKED_RANKS) as packed:
                 for name in packed.files:
@@ -94,12 +99,7 @@ def _restore_inflight(runs: Path, records: Path) -> int:
             continue
         if (target / "state.pt").exists() and _epochs_logged(target) >= _epochs_logged(source):
             continue
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for name in RESUME:
-            if (source / name).exists():
-                shutil.copy2(source / name, target / name)
+        _copy(source, target, RESUME, fresh=True)
         restored += 1
     return restored
 
@@ -110,10 +110,7 @@ def keep_inflight(directory: Path, runs: Path, records: Path = RECORDS) -> Path 
     if _finished(directory) or not (directory / "state.pt").exists():
         return None
     target = _inflight_root(records) / directory.relative_to(runs)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in RESUME:
-        if (directory / name).exists():
-            shutil.copy2(directory / name, target / name)
+    _copy(directory, target, RESUME)
     return target
 
 
@@ -127,10 +124,7 @@ def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
     if inflight.exists():
         shutil.rmtree(inflight)
     target = records / directory.relative_to(runs)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in KEPT:
-        if (directory / name).exists():
-            shutil.copy2(directory / name, target / name)
+    _copy(directory, target, KEPT)
     ranks = {n: np.load(directory / f"{n}.npy") for n in RANKS if (directory / f"{n}.npy").exists()}
     if ranks:
         np.savez_compressed(target / PACKED_RANKS, **ranks)
