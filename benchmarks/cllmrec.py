@@ -28,8 +28,10 @@ from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
     keep,
+    keep_artefact,
     kept_section,
     restore,
+    restore_artefacts,
     seeds_to_train,
     whole_grid,
     write_report,
@@ -46,6 +48,8 @@ DATASETS = ["beauty", "ml-1m"]
 MODELS = ["lrurec", "sasrec"]
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results" / "cllmrec.md"
+# The scoring artefact as committed (benchmarks/results/artefacts/): scores and their provenance.
+SCORING_FILES = ("scores.npy", "options.json", "cost.json")
 COST = ROOT / "benchmarks" / "results" / "cllmrec_step_cost.json"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 VARIANTS = {  # name -> (method, extra enhancer options)
@@ -92,12 +96,14 @@ def run_state(config) -> str:
 
 
 def scoring(dataset, data, model, enhancer_options) -> dict:
-    """Run (or resume, or reuse) the scoring step; return its cost record."""
+    """Run (or resume, or reuse) the scoring step, keep its finished artefact in git; return its
+    cost record."""
     config = build_run_config(dataset, model, "cllmrec", "p-lru", {"enhancer": enhancer_options})
     enhancer = make_enhancer("cllmrec", config.enhancer)
     enhancer.configure(config)
     started = time.perf_counter()
     enhancer.prepare(data, enhancer_workdir(config, data))
+    keep_artefact(enhancer.artefact_dir, paths.cache_root(), SCORING_FILES)
     cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
     cost["wall_seconds_this_call"] = time.perf_counter() - started
     return cost
@@ -325,6 +331,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
+    restore_artefacts(paths.cache_root())  # and the scoring step is not recomputed
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
     args.variants = [v for v in VARIANTS if v in args.variants.split(",")]

@@ -14,6 +14,9 @@ copied to ``benchmarks/results/inflight/<dataset>/<method>-<model>/<hash>/`` and
 next session's ``restore`` puts it back into ``runs/`` and the run continues where it stopped
 (the trainer restores model, optimiser, RNG and early-stopping state, so it is the same run).
 The in-flight copy is deleted once the run finishes and its small record is kept.
+
+Offline artefacts that are small but slow to compute (CLLMRec's importance scores) are mirrored
+from ``cache/`` into ``benchmarks/results/artefacts/`` once finished, and restored where missing.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ KEPT = ("config.yaml", "metrics.json", "log.jsonl", "enhancer.json")
 # What an unfinished run needs to continue on another machine (see the module docstring).
 RESUME = ("config.yaml", "log.jsonl", "enhancer.json", "state.pt", "checkpoint.pt")
 INFLIGHT_NAME = "inflight"  # beside the records folder: benchmarks/results/inflight
+# Finished offline artefacts that are small but slow to recompute (CLLMRec's importance scores:
+# ~40 core-minutes for Beauty, ~600 KB), mirrored from cache/ so a new machine skips the step.
+ARTEFACTS = ROOT / "benchmarks" / "results" / "artefacts"
 # Per-user ranks (group tables, paired tests) go into one compressed file: ~10x smaller in git.
 RANKS = ("ranks_valid", "ranks_test")
 PACKED_RANKS = "ranks.npz"
@@ -129,6 +135,29 @@ def keep(directory: Path, runs: Path, records: Path = RECORDS) -> Path | None:
     if ranks:
         np.savez_compressed(target / PACKED_RANKS, **ranks)
     return target
+
+
+def keep_artefact(
+    directory: Path, cache: Path, names: tuple[str, ...], artefacts: Path = ARTEFACTS
+) -> Path:
+    """Copy the files ``names`` of a finished artefact folder under ``cache`` to be committed."""
+    target = artefacts / directory.relative_to(cache)
+    _copy(directory, target, names, fresh=True)
+    return target
+
+
+def restore_artefacts(cache: Path, artefacts: Path = ARTEFACTS) -> int:
+    """Put every kept artefact file back under ``cache`` where it is missing; returns the count.
+    An artefact folder is named by the hash of everything it depends on (data, encoder, options),
+    so a kept file is exactly what this machine would compute."""
+    restored = 0
+    for source in sorted(p for p in artefacts.rglob("*") if p.is_file()):
+        target = cache / source.relative_to(artefacts)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            restored += 1
+    return restored
 
 
 def seed_list(text: str) -> list[int]:

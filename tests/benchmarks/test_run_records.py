@@ -8,7 +8,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from run_records import keep, restore, write_report  # noqa: E402
+from run_records import (  # noqa: E402
+    keep,
+    keep_artefact,
+    restore,
+    restore_artefacts,
+    write_report,
+)
 
 
 def _run(root: Path, finished: bool) -> Path:
@@ -145,3 +151,21 @@ def test_a_stale_in_flight_copy_never_replaces_a_finished_record(tmp_path):
     restored = runs / "beauty" / "none-sasrec" / "abc123"
     assert json.loads((restored / "metrics.json").read_text())["finished"] is True
     assert not (restored / "state.pt").exists()
+
+
+def test_a_kept_scoring_artefact_reaches_a_new_machine_and_never_overwrites_its_cache(tmp_path):
+    old_cache, new_cache, kept = tmp_path / "old", tmp_path / "new", tmp_path / "artefacts"
+    artefact = old_cache / "beauty" / "cllmrec" / "37a9201e"
+    (artefact / "chunks").mkdir(parents=True)
+    np.save(artefact / "scores.npy", np.arange(5, dtype=np.float32))
+    (artefact / "cost.json").write_text('{"seconds": 1}')
+    np.save(artefact / "chunks" / "chunk-00000.npy", np.zeros(5))  # scratch: not kept
+    target = keep_artefact(artefact, old_cache, ("scores.npy", "cost.json", "options.json"), kept)
+    assert sorted(p.name for p in target.iterdir()) == ["cost.json", "scores.npy"]
+
+    assert restore_artefacts(new_cache, kept) == 2
+    moved = new_cache / "beauty" / "cllmrec" / "37a9201e"
+    np.testing.assert_array_equal(np.load(moved / "scores.npy"), np.arange(5))
+    (moved / "cost.json").write_text('{"seconds": 2}')  # this machine's own file wins
+    assert restore_artefacts(new_cache, kept) == 0
+    assert (moved / "cost.json").read_text() == '{"seconds": 2}'
