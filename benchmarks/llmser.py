@@ -38,6 +38,7 @@ from run_records import (  # noqa: E402
     add_seeds_argument,
     keep,
     kept_section,
+    llm_answers_travel,
     restore,
     seeds_to_train,
     write_report,
@@ -626,7 +627,8 @@ def main() -> None:
         k, _, n = args.llm_shard.partition("/")
         enhancer = LLMSeR(options)
         enhancer.configure(config)
-        enhancer.prepare(data, enhancer_workdir(config, data), shard=(int(k), int(n or 1)))
+        with llm_answers_travel():
+            enhancer.prepare(data, enhancer_workdir(config, data), shard=(int(k), int(n or 1)))
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return
     # the report reads every dataset that has a finished run, not only those trained now

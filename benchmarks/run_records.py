@@ -23,11 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
+import os
 import shutil
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from llmseqrec.text.cache import ResponseCache
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "results" / "runs"
@@ -41,6 +49,9 @@ INFLIGHT_NAME = "inflight"  # beside the records folder: benchmarks/results/infl
 # Finished offline artefacts that are small but slow to recompute (CLLMRec's importance scores:
 # ~40 core-minutes for Beauty, ~600 KB), mirrored from cache/ so a new machine skips the step.
 ARTEFACTS = ROOT / "benchmarks" / "results" / "artefacts"
+# LLM answers (the response cache), exported in parts: an LLM stage of many core-hours (Beauty's
+# SRA-CL summaries) runs over several sessions and machines, each adding the answers it got.
+LLM_ANSWERS = ARTEFACTS / "llm-answers"
 # Per-user ranks (group tables, paired tests) go into one compressed file: ~10x smaller in git.
 RANKS = ("ranks_valid", "ranks_test")
 PACKED_RANKS = "ranks.npz"
@@ -160,6 +171,45 @@ def restore_artefacts(cache: Path, artefacts: Path = ARTEFACTS) -> int:
     return restored
 
 
+def _kept_answer_keys(store: Path) -> set[str]:
+    keys: set[str] = set()
+    for part in sorted(store.glob("*.jsonl.xz")):
+        with lzma.open(part, "rt", encoding="utf-8") as lines:
+            keys.update(json.loads(line)["key"] for line in lines)
+    return keys
+
+
+def keep_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> Path | None:
+    """Export the answers of ``cache`` not yet kept into a new part file; None if none is new."""
+    # Sorted by time; the process id keeps two shards that finish together apart.
+    part = store / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}.jsonl.xz"
+    return part if cache.export_answers(part, skip=_kept_answer_keys(store)) else None
+
+
+def restore_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> int:
+    """Add every kept answer that ``cache`` lacks; returns how many."""
+    return sum(cache.import_answers(part) for part in sorted(store.glob("*.jsonl.xz")))
+
+
+@contextmanager
+def llm_answers_travel(store: Path = LLM_ANSWERS) -> Iterator[None]:
+    """Around an LLM stage: start from every kept answer, and keep what it got even when it
+    stops on an error or Ctrl-C (a killed process: ``run_records.py keep-llm``)."""
+    from llmseqrec.text.cache import ResponseCache
+
+    with ResponseCache() as cache:
+        added = restore_llm_answers(cache, store)
+        if added:
+            print(f"{added} LLM answers restored from {store.relative_to(ROOT)}", flush=True)
+    try:
+        yield
+    finally:
+        with ResponseCache() as cache:
+            part = keep_llm_answers(cache, store)
+        if part:
+            print(f"new LLM answers kept in {part.relative_to(ROOT)}", flush=True)
+
+
 def seed_list(text: str) -> list[int]:
     """``--seeds`` as every benchmark script reads it: seed values, comma-separated."""
     try:
@@ -248,11 +298,22 @@ def write_report(report: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python benchmarks/run_records.py keep runs/D/M/HASH ...``: keep runs stopped from outside
-    (a killed process leaves a consistent ``state.pt``: it is written atomically each epoch)."""
+    (a killed process leaves a consistent ``state.pt``: it is written atomically each epoch).
+    ``python benchmarks/run_records.py keep-llm``: keep the LLM answers of a stopped LLM stage
+    (every answer is in the response cache as soon as it arrives)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("action", choices=["keep"])
-    parser.add_argument("directories", nargs="+", type=Path)
+    parser.add_argument("action", choices=["keep", "keep-llm"])
+    parser.add_argument("directories", nargs="*", type=Path)
     args = parser.parse_args(argv)
+    if args.action == "keep-llm":
+        from llmseqrec.text.cache import ResponseCache
+
+        with ResponseCache() as cache:
+            part = keep_llm_answers(cache)
+        print(f"kept -> {part.relative_to(ROOT)}" if part else "no new LLM answers")
+        return
+    if not args.directories:
+        parser.error("keep needs run directories")
     runs = ROOT / "runs"
     for directory in args.directories:
         directory = directory.resolve()

@@ -37,6 +37,7 @@ from run_records import (  # noqa: E402
     add_seeds_argument,
     keep,
     kept_section,
+    llm_answers_travel,
     restore,
     seeds_to_train,
     write_report,
@@ -474,7 +475,8 @@ def main() -> None:
         for dataset in datasets:
             kinds = tuple(args.llm_kinds.split(","))
             shard = tuple(int(x) for x in args.llm_shard.split("/"))
-            cost = llm_stage(dataset, args.llm_limit, args.llm_threads, kinds, shard)
+            with llm_answers_travel():
+                cost = llm_stage(dataset, args.llm_limit, args.llm_threads, kinds, shard)
             print(dataset, json.dumps(cost))
         return
     if not args.report_only:

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from llmseqrec.text.cache import CacheKeyParts, ResponseCache
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from run_records import (  # noqa: E402
     keep,
     keep_artefact,
+    keep_llm_answers,
     restore,
     restore_artefacts,
+    restore_llm_answers,
     write_report,
 )
 
@@ -169,3 +173,23 @@ def test_a_kept_scoring_artefact_reaches_a_new_machine_and_never_overwrites_its_
     (moved / "cost.json").write_text('{"seconds": 2}')  # this machine's own file wins
     assert restore_artefacts(new_cache, kept) == 0
     assert (moved / "cost.json").read_text() == '{"seconds": 2}'
+
+
+def test_llm_answers_accumulate_in_parts_across_machines(tmp_path):
+    parts = CacheKeyParts("llamacpp", "smollm2", "user_summary@v1")
+    store = tmp_path / "llm-answers"
+    first = ResponseCache(tmp_path / "first.sqlite")  # a session that got two answers
+    for user in range(2):
+        first.put(parts.key(f"u{user}"), parts, f"u{user}", f"summary {user}")
+    assert keep_llm_answers(first, store) is not None
+    assert keep_llm_answers(first, store) is None  # nothing new: no new part
+
+    second = ResponseCache(tmp_path / "second.sqlite")  # a new machine continues the stage
+    assert restore_llm_answers(second, store) == 2
+    second.put(parts.key("u2"), parts, "u2", "summary 2")
+    assert keep_llm_answers(second, store) is not None
+    assert len(list(store.glob("*.jsonl.xz"))) == 2  # the second part holds only u2
+
+    third = ResponseCache(tmp_path / "third.sqlite")
+    assert restore_llm_answers(third, store) == 3
+    assert third.get_many([parts.key("u2")])[parts.key("u2")].response == "summary 2"

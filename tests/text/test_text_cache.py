@@ -1,6 +1,9 @@
+import lzma
 import multiprocessing
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from llmseqrec.text.cache import CacheKeyParts, ResponseCache, UsageCounters
 
@@ -56,3 +59,29 @@ def test_first_writer_wins(tmp_path: Path):
     assert cache.put(key, PARTS, "x", "first")
     assert not cache.put(key, PARTS, "x", "second")
     assert cache.get_many([key])[key].response == "first"
+
+
+def test_answers_exported_on_one_machine_serve_another_without_model_calls(tmp_path: Path):
+    old = ResponseCache(tmp_path / "old.sqlite")
+    for i in range(3):
+        old.put(PARTS.key(f"p{i}"), PARTS, f"p{i}", f"answer {i}", tokens_in=5, tokens_out=2)
+    exported = tmp_path / "kept" / "part-1.jsonl.xz"
+    assert old.export_answers(exported, skip={PARTS.key("p0")}) == 2
+    assert old.export_answers(tmp_path / "none.jsonl.xz", skip=old.keys()) == 0
+    assert not (tmp_path / "none.jsonl.xz").exists()  # nothing new: no empty file
+
+    new = ResponseCache(tmp_path / "new.sqlite")
+    new.put(PARTS.key("p1"), PARTS, "p1", "this machine's own answer")
+    assert new.import_answers(exported) == 1  # p2; p1 is kept as it was
+    found = new.get_many([PARTS.key("p1"), PARTS.key("p2")])
+    assert found[PARTS.key("p1")].response == "this machine's own answer"
+    assert found[PARTS.key("p2")] == old.get_many([PARTS.key("p2")])[PARTS.key("p2")]
+    assert new.import_answers(exported) == 0
+
+
+def test_a_damaged_export_names_its_line(tmp_path: Path):
+    path = tmp_path / "bad.jsonl.xz"
+    with lzma.open(path, "wt") as out:
+        out.write('{"key": "k"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.xz:1: not an exported answer"):
+        ResponseCache(tmp_path / "c.sqlite").import_answers(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import sqlite3
 import threading
 import time
@@ -48,6 +49,19 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (backend, model)
 );
 """
+_COLUMNS = (
+    "key",
+    "backend",
+    "model",
+    "template",
+    "prompt",
+    "params",
+    "response",
+    "tokens_in",
+    "tokens_out",
+    "seconds",
+    "created",
+)
 # SQLite caps bound parameters per statement; stay well below the oldest limit (999).
 _MAX_PARAMS = 500
 
@@ -244,6 +258,62 @@ class ResponseCache:
             "stored",
         )
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def keys(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._conn.execute("SELECT key FROM responses")}
+
+    def export_answers(self, path: str | Path, skip: set[str] = frozenset()) -> int:
+        """Write every stored answer whose key is not in ``skip`` as xz-compressed JSON lines
+        (all columns), so a long LLM stage can continue on another machine; returns the count.
+        Nothing is written when there is nothing new."""
+        with self._lock:
+            rows = [
+                dict(zip(_COLUMNS, row, strict=True))
+                for row in self._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM responses ORDER BY created"
+                )
+                if row[0] not in skip
+            ]
+        if rows:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            with lzma.open(partial, "wt", encoding="utf-8") as out:
+                for row in rows:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            partial.replace(path)
+        return len(rows)
+
+    def import_answers(self, path: str | Path) -> int:
+        """Add the answers of an ``export_answers`` file that this cache lacks; returns how many.
+        A stored answer is never replaced (the same key means the same prompt and model)."""
+        path = Path(path)
+        rows = []
+        with lzma.open(path, "rt", encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                try:
+                    row = json.loads(line)
+                    rows.append(tuple(row[name] for name in _COLUMNS))
+                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    raise ValueError(f"{path}:{number}: not an exported answer ({error})") from None
+        with self._lock:
+            before = self._conn.total_changes
+
+            def insert() -> None:
+                # One transaction: thousands of rows in one commit (the connection autocommits).
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+
+            self._retry_locked(insert)
+            return self._conn.total_changes - before
 
     def __len__(self) -> int:
         with self._lock:
