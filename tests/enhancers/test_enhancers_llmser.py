@@ -315,3 +315,23 @@ def test_answer_cap_holds_the_longest_answer_the_grammar_allows(reason):
         longest = (head if reason else "{") + f'"items": [{items}]}}'
         assert len(longest.encode()) <= answer_token_cap(reason, n)  # a token is >= 1 byte
     assert answer_token_cap(True, 12) > 96
+
+
+def test_answers_can_name_candidate_numbers_only():
+    """SmolLM2 answered history positions and numbers past the candidates (Office, 2026-12-01):
+    the grammar and schema now admit 1..n only, and the history carries no numbers."""
+    from llmseqrec.enhancers.llmser import arv_grammar, arv_schema, snf_grammar, snf_schema
+
+    for reason in (True, False):
+        assert snf_grammar(reason, 12, 20).endswith(
+            "num ::= " + " | ".join(f'"{i}"' for i in range(1, 21)) + "\n"
+        )
+        assert 'num ::= "1" | "2" | "3"\n' in arv_grammar(reason, 3)
+        assert snf_schema(reason, 12, 20)["properties"]["items"]["items"]["maximum"] == 20
+        assert arv_schema(reason, 10)["properties"]["item"] == {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10,
+        }
+    with pytest.raises(ConfigError, match="100 candidates"):
+        arv_grammar(False, 100)

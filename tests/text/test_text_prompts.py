@@ -84,3 +84,18 @@ def test_user_templates_override_and_bad_names(tmp_path: Path):
     bad.write_text("x")
     with pytest.raises(TemplateError, match="<name>.v<version>.txt"):
         PromptTemplate.from_file(bad)
+
+
+def test_a_bulleted_history_leaves_the_numbers_to_the_candidates():
+    from llmseqrec.text import Bulleted
+
+    template = load_template("pick_one")
+    history = Bulleted(f"item {i} " + "word " * 20 for i in range(30))
+    prompt, dropped = template.render_fitted(
+        budget_tokens=300, history=history, candidates=["red soap", "blue soap"]
+    )
+    assert dropped > 0  # fitted: the oldest entries went, the rest stay bulleted
+    lines = prompt.splitlines()
+    assert f"- item 29 {'word ' * 20}".strip() in lines
+    assert "1. red soap" in lines and "2. blue soap" in lines
+    assert not any(line[:1].isdigit() for line in lines if "item" in line)

@@ -11,8 +11,9 @@ Offline (``prepare``, cached under ``workdir/<options hash>/``, resumable in use
    ``v_1``" are the user's candidate pool (items of the prefix and items never seen in training
    excluded).
 2. **SNF** (semantic noise filter). The chat model (``pick_items`` template; see *Reason* below)
-   sees the reversed history texts (most recent first) and the numbered candidate texts and picks
-   ``n_pseudo`` (M) of them. Answers are grounded to the pool with ``text.Grounder`` (never an
+   sees the reversed history texts (most recent first, unnumbered ``- `` lines) and the numbered
+   candidate texts and picks ``n_pseudo`` (M) of them; the answer grammar admits candidate
+   numbers only. Answers are grounded to the pool with ``text.Grounder`` (never an
    item outside the pool). Short or failed answers are filled from the CCG ranking
    (``snf_fallback="ccg"``) or left short (``"none"``); both are counted in ``cost.json``.
    The first-ranked pick is placed next to ``v_1`` (as the reverse model's top-1 is the item
@@ -78,7 +79,9 @@ from llmseqrec.training.batches import Batch, left_pad
 log = logging.getLogger(__name__)
 
 # Bump when prompts, grammars or the chunk format change: cached chunks are then not reused.
-STAGE_VERSION = 2  # 2: the answer cap fits the longest answer (96 tokens cut SNF lists off)
+# 2: the answer cap fits the longest answer (96 tokens cut SNF lists off). 3: histories are
+# unnumbered and the grammar admits candidate numbers only (SmolLM2 answered history positions).
+STAGE_VERSION = 3
 RUNTIME_CHAT_KEYS = ("threads", "parallel_slots")
 ABLATIONS = ("none", "wo_ccg", "wo_snf", "wo_arv", "wo_rcs", "wo_reason", "wo_wd")
 
@@ -307,17 +310,21 @@ def answer_items_only(answer: str) -> str:
 REASON_CHARS = 80
 
 
-def snf_schema(reason: bool, n: int) -> dict[str, Any]:
+def _number(n: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": max(n, 1)}
+
+
+def snf_schema(reason: bool, n: int, n_candidates: int) -> dict[str, Any]:
     props: dict[str, Any] = {
-        "items": {"type": "array", "items": {"type": "integer"}, "maxItems": n}
+        "items": {"type": "array", "items": _number(n_candidates), "maxItems": n}
     }
     if reason:
         props = {"reason": {"type": "string", "maxLength": REASON_CHARS}, **props}
     return {"type": "object", "properties": props, "required": list(props)}
 
 
-def arv_schema(reason: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {"item": {"type": "integer"}}
+def arv_schema(reason: bool, n_candidates: int) -> dict[str, Any]:
+    props: dict[str, Any] = {"item": _number(n_candidates)}
     if reason:
         props = {"reason": {"type": "string", "maxLength": REASON_CHARS}, **props}
     return {"type": "object", "properties": props, "required": list(props)}
@@ -336,21 +343,27 @@ def answer_token_cap(reason: bool, n_items: int) -> int:
 
 
 _GBNF_REASON = f'reason ::= "\\"reason\\": \\"" [^"\\\\\\n]{{1,{REASON_CHARS}}} "\\", "\n'
-_GBNF_NUM = "num ::= [1-9] [0-9]?\n"
 
 
-def snf_grammar(reason: bool, n: int) -> str:
+def _gbnf_numbers(n_candidates: int) -> str:
+    """``num`` matches the candidate numbers 1..n only (at most two digits: see the token cap)."""
+    if not 1 <= n_candidates <= 99:
+        raise ConfigError(f"llmser: {n_candidates} candidates; the answer grammar takes 1..99")
+    return "num ::= " + " | ".join(f'"{i}"' for i in range(1, n_candidates + 1)) + "\n"
+
+
+def snf_grammar(reason: bool, n: int, n_candidates: int) -> str:
     """Compact JSON (no indentation: half the answer tokens of a JSON-schema answer)."""
     head = '"{" reason ' if reason else '"{" '
     rest = f'("," " "? num){{0,{max(n - 1, 0)}}}'
     root = f'root ::= {head}"\\"items\\": [" num {rest} "]}}"\n'
-    return root + (_GBNF_REASON if reason else "") + _GBNF_NUM
+    return root + (_GBNF_REASON if reason else "") + _gbnf_numbers(n_candidates)
 
 
-def arv_grammar(reason: bool) -> str:
+def arv_grammar(reason: bool, n_candidates: int) -> str:
     head = '"{" reason ' if reason else '"{" '
     root = f'root ::= {head}"\\"item\\": " num "}}"\n'
-    return root + (_GBNF_REASON if reason else "") + _GBNF_NUM
+    return root + (_GBNF_REASON if reason else "") + _gbnf_numbers(n_candidates)
 
 
 def constraint(backend: str, schema: dict[str, Any], grammar: str) -> dict[str, Any]:
@@ -622,7 +635,7 @@ class LLMSeR(Enhancer):
         texts: list[str],
         use_llm: bool,
     ) -> dict[str, np.ndarray]:
-        from llmseqrec.text import GenerationParams, Grounder, GroundingStats
+        from llmseqrec.text import Bulleted, GenerationParams, Grounder, GroundingStats
 
         o = self.opts
         split = dataset.split
@@ -690,12 +703,13 @@ class LLMSeR(Enhancer):
                 prompt, _ = template.render_fitted(
                     budget_tokens=budget,
                     count_tokens=self._chat().count_tokens,
-                    history=hist,
+                    history=Bulleted(hist),
                     candidates=[texts[c] for c in pool],
                     count=min(m, len(pool)),
                 )
                 prompts.append(prompt)
                 index.append(i)
+            widest = max((len(pools[i]) for i in index), default=1)  # one grammar per batch
             answers = dict(
                 zip(
                     index,
@@ -704,8 +718,8 @@ class LLMSeR(Enhancer):
                         template,
                         constraint(
                             getattr(chat.backend, "name", ""),
-                            snf_schema(reason, m),
-                            snf_grammar(reason, m),
+                            snf_schema(reason, m, widest),
+                            snf_grammar(reason, m, widest),
                         ),
                         snf_tokens,
                     ),
@@ -755,11 +769,12 @@ class LLMSeR(Enhancer):
                 prompt, _ = template.render_fitted(
                     budget_tokens=budget,
                     count_tokens=self._chat().count_tokens,
-                    history=[texts[v] for v in x],
+                    history=Bulleted(texts[v] for v in x),
                     candidates=[texts[c] for c in cands],
                 )
                 prompts.append(prompt)
                 index.append(i)
+            widest = max((int((verify[i] > 0).sum()) for i in index), default=1)
             answers = dict(
                 zip(
                     index,
@@ -768,8 +783,8 @@ class LLMSeR(Enhancer):
                         template,
                         constraint(
                             getattr(chat.backend, "name", ""),
-                            arv_schema(reason),
-                            arv_grammar(reason),
+                            arv_schema(reason, widest),
+                            arv_grammar(reason, widest),
                         ),
                         arv_tokens,
                     ),

@@ -9,7 +9,7 @@ from llmseqrec.text.errors import LlmRequestError, ModelNotFoundError, TemplateE
 from llmseqrec.text.grounding import Grounder, GroundingStats, ground, parse_json_answer
 from llmseqrec.text.llm import ChatConfig, ChatModel, GenerationParams
 from llmseqrec.text.locate import packaged_gguf, packaged_minilm
-from llmseqrec.text.prompts import PromptTemplate, available_templates, load_template
+from llmseqrec.text.prompts import Bulleted, PromptTemplate, available_templates, load_template
 from llmseqrec.text.retrieval import topk_neighbours
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ItemSequenceEncoding",
     "LlmRequestError",
     "ModelNotFoundError",
+    "Bulleted",
     "PromptTemplate",
     "ResponseCache",
     "SentenceEncoder",

@@ -5,7 +5,8 @@ A template is a text file ``<name>.v<version>.txt``; the packaged ones live in
 ``{{ name }}``. Rendering is one pass over the template, so braces, quotes or placeholders
 inside a value are copied literally and never expanded; line breaks and control characters
 inside item texts are collapsed to spaces so an item cannot start a fake instruction line.
-List values are written as numbered lines (``1. text``), the numbers grounding reads back.
+List values are written as numbered lines (``1. text``), the numbers grounding reads back;
+a :class:`Bulleted` list as ``- text`` lines.
 
 ``render_fitted`` keeps a prompt within a token budget by dropping the OLDEST entries of the
 history list first: the most recent items are the ones a recommender needs.
@@ -38,6 +39,18 @@ def clean_item_text(text: str) -> str:
 
 def numbered(items: Iterable[str], start: int = 1) -> str:
     return "\n".join(f"{i}. {clean_item_text(t)}" for i, t in enumerate(items, start))
+
+
+class Bulleted(tuple):
+    """A list value written as unnumbered ``- text`` lines, so that in a prompt with a numbered
+    candidate list the only numbers are the candidates' (a small model otherwise answers with
+    history positions)."""
+
+    __slots__ = ()
+
+
+def bulleted(items: Iterable[str]) -> str:
+    return "\n".join(f"- {clean_item_text(t)}" for t in items)
 
 
 @dataclass(frozen=True)
@@ -100,18 +113,20 @@ class PromptTemplate:
         history = values.pop(history_var, None)
         if history is None or isinstance(history, str):
             raise TemplateError(f"template {self.id}: {history_var!r} must be a list of item texts")
-        history = list(history)
+        wrap = Bulleted if isinstance(history, Bulleted) else list
+        history = wrap(history)
         # Binary search on the number of oldest items dropped: token counts grow with kept items.
         low, high = 0, max(len(history) - min_items, 0)
         if count_tokens(self.render(**values, **{history_var: history})) <= budget_tokens:
             return self.render(**values, **{history_var: history}), 0
         while low < high:
             mid = (low + high) // 2
-            if count_tokens(self.render(**values, **{history_var: history[mid:]})) <= budget_tokens:
+            kept = wrap(history[mid:])  # slices keep the list's kind (numbered or bulleted)
+            if count_tokens(self.render(**values, **{history_var: kept})) <= budget_tokens:
                 high = mid
             else:
                 low = mid + 1
-        prompt = self.render(**values, **{history_var: history[low:]})
+        prompt = self.render(**values, **{history_var: wrap(history[low:])})
         if count_tokens(prompt) > budget_tokens:
             raise TemplateError(
                 f"template {self.id}: does not fit {budget_tokens} tokens even with {min_items} history item(s)"
@@ -124,6 +139,8 @@ def _format_value(value: Value) -> str:
         return clean_item_text(value)
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, Bulleted):
+        return bulleted(value)
     return numbered(value)
 
 
