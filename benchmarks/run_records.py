@@ -51,7 +51,8 @@ INFLIGHT_NAME = "inflight"  # beside the records folder: benchmarks/results/infl
 ARTEFACTS = ROOT / "benchmarks" / "results" / "artefacts"
 # LLM answers (the response cache), exported in parts: an LLM stage of many core-hours (Beauty's
 # SRA-CL summaries) runs over several sessions and machines, each adding the answers it got.
-LLM_ANSWERS = ARTEFACTS / "llm-answers"
+# Beside ARTEFACTS, not in it: restore_artefacts mirrors that folder into cache/ file by file.
+LLM_ANSWERS = ROOT / "benchmarks" / "results" / "llm-answers"
 # Per-user ranks (group tables, paired tests) go into one compressed file: ~10x smaller in git.
 RANKS = ("ranks_valid", "ranks_test")
 PACKED_RANKS = "ranks.npz"
