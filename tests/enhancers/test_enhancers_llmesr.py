@@ -105,3 +105,25 @@ def test_ablations(tiny):
     assert not off.fusion_embedding and off.alpha > 0
     only = make_enhancer("llmesr", {"ablation": "semantic_only"}).opts
     assert only.views == "semantic" and only.alpha == 0.0
+
+
+@pytest.mark.parametrize("model_name", ["sasrec", "gru4rec"])
+def test_neighbour_states_do_not_depend_on_the_padding_they_are_encoded_with(
+    tiny, tmp_path, patched, model_name
+):
+    """The distillation teacher encodes neighbour prefixes in length groups, each trimmed to
+    its longest row: every row's last state must equal the one at the full padded width."""
+    from llmseqrec.enhancers.views import represent_by_length
+
+    enhancer = make_enhancer("llmesr", {"sim_users": 5})
+    enhancer.prepare(tiny, tmp_path / "llmesr")
+    enhancer.bind(tiny, 12, 0)
+    torch.manual_seed(0)
+    backbone = build_backbone(model_name, tiny.n_items, {"max_len": 12, "hidden_size": 16})
+    model = enhancer.wrap(Recommender(backbone)).eval()
+    rows = enhancer._teacher_rows[enhancer._neighbours_t[:8].reshape(-1)]
+    assert len(set((rows > 0).sum(1).tolist())) > 1  # prefixes of different lengths
+    with torch.no_grad():
+        full = model.encode(rows)[:, -1, :]
+        grouped = represent_by_length(lambda part: model.encode(part)[:, -1, :], rows)
+    torch.testing.assert_close(grouped, full, atol=1e-5, rtol=1e-4)

@@ -39,6 +39,7 @@ from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.dualview import DualViewOptions, DualViewRecommender
 from llmseqrec.enhancers.llmcfsr import semantic_root
 from llmseqrec.enhancers.llmcfsr_finetune import FinetuneOptions, semantic_item_embeddings
+from llmseqrec.enhancers.views import represent_by_length
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
 
@@ -154,10 +155,10 @@ class LLMESR(Enhancer):
             pick = torch.rand(len(users), k, generator=self.generator).argsort(1)[:, :m]
             neighbours = neighbours.gather(1, pick)
         rows = self._teacher_rows[neighbours.reshape(-1)]
-        nonzero = (rows != 0).any(0)
-        first = int(nonzero.nonzero()[0]) if nonzero.any() else rows.shape[1] - 1
         with torch.no_grad():
-            teacher = model.encode(rows[:, first:])[:, -1, :]
+            # Grouped by length, each group trimmed to its longest row: on sparse data most
+            # neighbour prefixes are far shorter than the longest one in the batch.
+            teacher = represent_by_length(lambda part: model.encode(part)[:, -1, :], rows)
         teacher = teacher.view(len(users), m, -1).mean(1)
         student = states[:, -1, :]
         return {"distill": self.opts.alpha * F.mse_loss(student.float(), teacher.float())}
