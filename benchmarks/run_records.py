@@ -205,10 +205,17 @@ def llm_answers_travel(store: Path = LLM_ANSWERS) -> Iterator[None]:
     try:
         yield
     finally:
-        with ResponseCache() as cache:
-            part = keep_llm_answers(cache, store)
-        if part:
-            print(f"new LLM answers kept in {part.relative_to(ROOT)}", flush=True)
+        keep_this_machines_llm_answers(store)
+
+
+def keep_this_machines_llm_answers(store: Path = LLM_ANSWERS) -> Path | None:
+    """``keep_llm_answers`` on the default response cache, saying where they went."""
+    from llmseqrec.text.cache import ResponseCache
+
+    with ResponseCache() as cache:
+        part = keep_llm_answers(cache, store)
+    print(f"new LLM answers kept in {part.relative_to(ROOT)}" if part else "no new LLM answers")
+    return part
 
 
 def seed_list(text: str) -> list[int]:
@@ -307,11 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directories", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.action == "keep-llm":
-        from llmseqrec.text.cache import ResponseCache
-
-        with ResponseCache() as cache:
-            part = keep_llm_answers(cache)
-        print(f"kept -> {part.relative_to(ROOT)}" if part else "no new LLM answers")
+        keep_this_machines_llm_answers()
         return
     if not args.directories:
         parser.error("keep needs run directories")
