@@ -29,6 +29,22 @@ def test_fused_ce_matches_autograd(weighted):
     assert torch.allclose(grads[1], table.grad, atol=1e-6)
 
 
+def test_fused_ce_is_exact_when_the_target_probability_underflows():
+    # logits 200 apart: exp(-200) is 0 in float32, the loss (~200) must still be exact
+    hidden = torch.tensor([[10.0, 0.0], [0.0, 10.0], [10.0, 10.0]], requires_grad=True)
+    table = torch.tensor([[20.0, 0.0], [0.0, 20.0], [-20.0, 0.0]])
+    targets = torch.tensor([2, 0, 2])  # the last row: a chunk of one row on its own
+    fused = fused_softmax_ce(hidden, table, targets, chunk_rows=2)
+    fused.backward()
+    grad = hidden.grad.clone()
+    hidden.grad = None
+    ref = reference_softmax_ce(hidden.double(), table.double(), targets)
+    ref.backward()
+    assert math.isfinite(fused.item())
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.allclose(grad, hidden.grad.float(), atol=1e-6)
+
+
 def test_fused_ce_bf16_close_to_fp32():
     torch.manual_seed(0)
     hidden = torch.randn(300, 32) * 0.3

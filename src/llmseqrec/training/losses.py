@@ -21,6 +21,14 @@ def chunk_rows_for(device: torch.device) -> int:
     return DEFAULT_CHUNK_ROWS if device.type == "cpu" else GPU_CHUNK_ROWS
 
 
+def _softmax_rows_in_place(logits: torch.Tensor) -> torch.Tensor:
+    """Row softmax written over ``logits`` on the CPU (ATen's row kernel reads each element
+    before it writes it, so input and output may alias); a new tensor elsewhere."""
+    if logits.device.type == "cpu":
+        return torch.ops.aten._softmax.out(logits, 1, False, out=logits)
+    return torch.softmax(logits, dim=1)
+
+
 class _FusedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -43,26 +51,46 @@ class _FusedSoftmaxCE(torch.autograd.Function):
             else None
         )
         total = torch.zeros((), dtype=torch.float32, device=device)
+        # One logits block for every chunk, updated in place: on a 2-core CPU the fresh
+        # [rows, items] tensors of the plain formulation (logits, logsumexp's temporary, the
+        # softmax) cost more in page faults and passes over memory than the matmuls do.
+        block_rows = min(chunk_rows, hidden.shape[0])
+        block = torch.empty((block_rows, table.shape[0]), dtype=compute_dtype, device=device)
+        block32 = (
+            block
+            if compute_dtype == torch.float32
+            else torch.empty(block.shape, dtype=torch.float32, device=device)
+        )
         for start in range(0, hidden.shape[0], chunk_rows):
             stop = min(start + chunk_rows, hidden.shape[0])
+            n = stop - start
             h = hidden[start:stop].detach().to(compute_dtype)
-            logits = (h @ table_c.T).float()
-            lse = torch.logsumexp(logits, dim=1)
-            rows = torch.arange(stop - start, device=device)
+            logits = torch.mm(h, table_c.T, out=block[:n])
+            if block32 is not block:
+                logits = block32[:n].copy_(logits)
+            rows = torch.arange(n, device=device)
             target = targets[start:stop]
-            per_row = lse - logits[rows, target]
+            target_logit = logits[rows, target]
+            top = logits.amax(dim=1)
+            probs = _softmax_rows_in_place(logits)
+            # log-sum-exp = top - log(largest probability); that probability is >= 1 / items,
+            # so unlike the target's own probability it cannot underflow.
+            per_row = top - probs.amax(dim=1).log() - target_logit
             w = weights[start:stop].float() if weights is not None else None
             total += (per_row * w).sum() if w is not None else per_row.sum()
             if needs_grad:
-                probs = torch.exp_(logits.sub_(lse[:, None]))
-                probs[rows, target] -= 1.0
+                # d loss / d logits = w * (softmax - onehot(target))
                 if w is not None:
                     probs.mul_(w[:, None])
-                probs_c = probs.to(compute_dtype)
+                probs[rows, target] -= w if w is not None else 1.0
+                probs_c = probs if block32 is block else block[:n].copy_(probs)
                 if grad_hidden is not None:
                     grad_hidden[start:stop] = (probs_c @ table_c).to(hidden.dtype)
                 if grad_table is not None:
-                    grad_table.add_((probs_c.T @ h).float())
+                    if probs_c.dtype == torch.float32:
+                        grad_table.addmm_(probs_c.T, h)
+                    else:
+                        grad_table.add_((probs_c.T @ h).float())
         ctx.save_for_backward(
             grad_hidden if grad_hidden is not None else torch.empty(0, device=device),
             grad_table if grad_table is not None else torch.empty(0, device=device),
