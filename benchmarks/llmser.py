@@ -4,6 +4,8 @@
     nice -n 10 python benchmarks/llmser.py --stage office
     # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
     python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
+    # stop a stage with Ctrl-C or kill -INT: its answers, offline models, pools and finished LLM
+    # chunks are kept under benchmarks/results/ (commit them) and the next machine goes on
     # training rows (finished runs are read back, interrupted ones continue):
     python benchmarks/llmser.py --datasets office --models sasrec --seeds 42 --llm-users 256
     python benchmarks/llmser.py --report-only
@@ -37,13 +39,16 @@ from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
     keep,
+    keep_files,
     kept_section,
     llm_answers_travel,
     restore,
+    restore_artefacts,
     seeds_to_train,
     write_report,
 )
 
+from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions  # noqa: E402
 from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
@@ -589,6 +594,17 @@ def plot_groups(rows) -> None:
     plt.close(fig)
 
 
+def keep_stage(enhancer: LLMSeR, data, workdir: Path) -> None:
+    """Keep the stage's offline models, pools and finished LLM chunks in git (see
+    ``LLMSeR.travelling_files``), so that a stage of many core-hours can go on elsewhere.
+    LLM-free stages are not kept: they rebuild in minutes."""
+    if not enhancer.opts.llm:
+        return
+    kept = keep_files(enhancer.travelling_files(data, workdir), paths.cache_root())
+    if kept:
+        print(f"{kept} LLMSeR stage files kept in benchmarks/results/artefacts", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -613,6 +629,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
+    restore_artefacts(paths.cache_root())  # offline models, pools and LLM chunks of the stages
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
     data_root = Path(args.data)
@@ -627,8 +644,12 @@ def main() -> None:
         k, _, n = args.llm_shard.partition("/")
         enhancer = LLMSeR(options)
         enhancer.configure(config)
+        workdir = enhancer_workdir(config, data)
         with llm_answers_travel():
-            enhancer.prepare(data, enhancer_workdir(config, data), shard=(int(k), int(n or 1)))
+            try:
+                enhancer.prepare(data, workdir, shard=(int(k), int(n or 1)))
+            finally:  # Ctrl-C or kill -INT included: the next machine goes on from here
+                keep_stage(enhancer, data, workdir)
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return
     # the report reads every dataset that has a finished run, not only those trained now
@@ -646,6 +667,10 @@ def main() -> None:
             print(f"== {dataset} {protocol} {model} {label} seed {seed}", flush=True)
             result, directory = train_run(config, datasets(dataset), root=RUNS, progress=False)
             keep(directory, RUNS)
+            if method == "llmser":
+                stage = LLMSeR(config.enhancer)
+                stage.configure(config)
+                keep_stage(stage, datasets(dataset), enhancer_workdir(config, datasets(dataset)))
             if result.get("finished"):
                 print(json.dumps({k: round(v, 4) for k, v in result["test"].items()}), flush=True)
             write_report(RESULTS / "llmser.md", report(args, datasets))

@@ -158,6 +158,19 @@ def keep_artefact(
     return target
 
 
+def keep_files(files: list[Path], cache: Path, artefacts: Path = ARTEFACTS) -> int:
+    """Copy each file under ``cache`` that is not kept yet into ``artefacts``; returns the count.
+    For stages that grow file by file (finished chunks are never rewritten)."""
+    kept = 0
+    for source in files:
+        target = artefacts / source.relative_to(cache)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            kept += 1
+    return kept
+
+
 def restore_artefacts(cache: Path, artefacts: Path = ARTEFACTS) -> int:
     """Put every kept artefact file back under ``cache`` where it is missing; returns the count.
     An artefact folder is named by the hash of everything it depends on (data, encoder, options),

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from run_records import (  # noqa: E402
     keep,
     keep_artefact,
+    keep_files,
     keep_llm_answers,
     restore,
     restore_artefacts,
@@ -173,6 +174,17 @@ def test_a_kept_scoring_artefact_reaches_a_new_machine_and_never_overwrites_its_
     (moved / "cost.json").write_text('{"seconds": 2}')  # this machine's own file wins
     assert restore_artefacts(new_cache, kept) == 0
     assert (moved / "cost.json").read_text() == '{"seconds": 2}'
+
+
+def test_a_growing_stage_keeps_each_new_file_once(tmp_path):
+    cache, kept = tmp_path / "cache", tmp_path / "artefacts"
+    chunks = cache / "office" / "llmser" / "d84f" / "chunks"
+    chunks.mkdir(parents=True)
+    (chunks / "llm-0000000-0000032.npz").write_bytes(b"first")
+    assert keep_files(sorted(chunks.iterdir()), cache, kept) == 1
+    (chunks / "llm-0000032-0000064.npz").write_bytes(b"second")
+    assert keep_files(sorted(chunks.iterdir()), cache, kept) == 1  # only the new chunk
+    assert restore_artefacts(tmp_path / "elsewhere", kept) == 2
 
 
 def test_llm_answers_accumulate_in_parts_across_machines(tmp_path):

@@ -335,3 +335,44 @@ def test_answers_can_name_candidate_numbers_only():
         }
     with pytest.raises(ConfigError, match="100 candidates"):
         arv_grammar(False, 100)
+
+
+class RefusingBackend(FakeBackend):
+    def complete(self, prompts, params, on_result) -> None:
+        raise AssertionError(f"asked {len(prompts)} prompts: the stage should have travelled")
+
+
+def test_travelling_files_let_another_machine_go_on_without_retraining_or_asking(
+    tiny, home, tmp_path
+):
+    options = {**FAST, "llm_users": 32}
+    first = LLMSeR(options)
+    first.configure(config(enhancer=options))
+    first.chat_model = ChatModel(
+        ChatConfig(cache_path=tmp_path / "a.sqlite"), backend=PromptKeyedBackend()
+    )
+    here = tmp_path / "here"
+    first.prepare(tiny, here / "tiny" / "llmser")
+    files = first.travelling_files(tiny, here / "tiny" / "llmser")
+    names = {f.name for f in files}
+    assert {"checkpoint.pt", "ccg.npz", "options.json"} <= names
+    assert any(n.startswith("llm-") for n in names) and not any(
+        n.startswith("plain-") for n in names
+    )
+    assert not {"state.pt", "log.jsonl"} & names  # the resumable state stays behind
+
+    there = tmp_path / "there"  # another machine: its own empty cache plus the kept files
+    for source in files:
+        target = there / source.relative_to(here)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+    second = LLMSeR(options)
+    second.configure(config(enhancer=options))
+    second.chat_model = ChatModel(
+        ChatConfig(cache_path=tmp_path / "b.sqlite"), backend=RefusingBackend()
+    )
+    second.prepare(tiny, there / "tiny" / "llmser")
+    models = second.models_dir(there / "tiny" / "llmser", tiny)
+    assert not list(models.rglob("state.pt"))  # reloaded, not retrained
+    np.testing.assert_array_equal(second.pseudo_items, first.pseudo_items)
+    np.testing.assert_array_equal(second.omega, first.omega)

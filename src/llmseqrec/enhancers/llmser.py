@@ -512,6 +512,22 @@ class LLMSeR(Enhancer):
         self._ensure_run_config(dataset)
         return Path(workdir) / short_hash(self._stage_payload(dataset))
 
+    def travelling_files(self, dataset: Dataset, workdir: Path) -> list[Path]:
+        """What a long LLM stage needs on another machine to go on where it stopped: the
+        finished offline models and the candidate pools (the prompts are built from them, so
+        models retrained elsewhere would ask other questions), and every finished LLM chunk.
+        Plain chunks are left out: they take seconds to rebuild."""
+        directory = self.stage_dir(dataset, workdir)
+        files: list[Path] = []
+        for metrics in sorted(self.models_dir(workdir, dataset).rglob("metrics.json")):
+            if json.loads(metrics.read_text()).get("finished"):
+                files += [
+                    metrics.parent / n for n in ("config.yaml", "metrics.json", "checkpoint.pt")
+                ]
+        files += [directory / "options.json", directory / "ccg.npz"]
+        files += sorted((directory / "chunks").glob("llm-*.npz"))
+        return [f for f in files if f.exists()]
+
     def prepare(self, dataset: Dataset, workdir: Path, shard: tuple[int, int] = (0, 1)) -> None:
         """Build (or reuse) every chunk and assemble the artefacts.
 
