@@ -77,7 +77,10 @@ class NARM(Backbone):
         chunk = max(1, _CHUNK_ELEMENTS // max(1, b * length * d))
         parts = []
         for s in range(0, length, chunk):
-            args = (q[:, s : s + chunk], k, h, allowed[:, s : s + chunk], v)
+            # position t attends to j <= t only: a chunk of rows ending at e needs keys < e,
+            # which halves the [B, rows, keys, d] work over the whole sequence
+            e = min(s + chunk, length)
+            args = (q[:, s:e], k[:, :e], h[:, :e], allowed[:, s:e, :e], v)
             if torch.is_grad_enabled() and length > chunk:
                 parts.append(checkpoint(_local_context, *args, use_reentrant=False))
             else:
