@@ -63,7 +63,8 @@ class HSTULayer(nn.Module):
         idx = torch.arange(length, device=device)
         return self.rel_pos[idx.unsqueeze(0) - idx.unsqueeze(1) + self.max_len - 1]
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: [B, 1, L, L], 1 / n where position t may read position j, else 0."""
         b, length, _ = x.shape
         normed = F.layer_norm(x, x.shape[-1:], eps=1e-6)
         u, v, q, k = F.silu(self.uvqk(normed)).split(
@@ -79,7 +80,7 @@ class HSTULayer(nn.Module):
         k = k.view(b, length, self.heads, self.dqk).transpose(1, 2)
         v = v.view(b, length, self.heads, self.dv).transpose(1, 2)
         scores = q @ k.transpose(-1, -2) + self.relative_bias(length, x.device).to(q.dtype)
-        attn = F.silu(scores) * allowed.to(q.dtype) / self.max_len
+        attn = F.silu(scores) * weights.to(q.dtype)
         agg = (attn @ v).transpose(1, 2).reshape(b, length, self.heads * self.dv)
         agg = F.layer_norm(agg, agg.shape[-1:], eps=1e-6)
         return x + self.out(self.dropout(u * agg))
@@ -110,6 +111,8 @@ class HSTU(Backbone):
         x = self.emb_dropout(x + self.position_embedding(pos)) * keep
         tri = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()
         allowed = (tri & valid[:, None, :]).unsqueeze(1)  # no softmax, so no NaN to guard
+        # the causal mask and the 1 / n scale in one tensor, made once for every layer
+        weights = allowed.to(x.dtype) / self.config.max_len
         for layer in self.layers:
-            x = layer(x, allowed) * keep
+            x = layer(x, weights) * keep
         return x
