@@ -158,31 +158,31 @@ def keep_artefact(
     return target
 
 
-def keep_files(files: list[Path], cache: Path, artefacts: Path = ARTEFACTS) -> int:
-    """Copy each file under ``cache`` that is not kept yet into ``artefacts``; returns the count.
-    For stages that grow file by file (finished chunks are never rewritten)."""
-    kept = 0
+def _copy_missing(files: list[Path], source_root: Path, target_root: Path) -> int:
+    """Copy each of ``files`` (under ``source_root``) to the same place under ``target_root``
+    unless a file is there already; returns how many were copied."""
+    copied = 0
     for source in files:
-        target = artefacts / source.relative_to(cache)
+        target = target_root / source.relative_to(source_root)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-            kept += 1
-    return kept
+            copied += 1
+    return copied
+
+
+def keep_files(files: list[Path], cache: Path, artefacts: Path = ARTEFACTS) -> int:
+    """Copy each file under ``cache`` that is not kept yet into ``artefacts``; returns the count.
+    For stages that grow file by file (finished chunks are never rewritten)."""
+    return _copy_missing(files, cache, artefacts)
 
 
 def restore_artefacts(cache: Path, artefacts: Path = ARTEFACTS) -> int:
     """Put every kept artefact file back under ``cache`` where it is missing; returns the count.
     An artefact folder is named by the hash of everything it depends on (data, encoder, options),
     so a kept file is exactly what this machine would compute."""
-    restored = 0
-    for source in sorted(p for p in artefacts.rglob("*") if p.is_file()):
-        target = cache / source.relative_to(artefacts)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-            restored += 1
-    return restored
+    kept = sorted(p for p in artefacts.rglob("*") if p.is_file())
+    return _copy_missing(kept, artefacts, cache)
 
 
 def _kept_answer_keys(store: Path) -> set[str]:
