@@ -35,3 +35,33 @@ def test_a_run_for_one_model_reports_every_model_dataset_and_seed(monkeypatch, t
     }
     assert {seed for *_, seed in asked} == set(cllmrec.SEEDS)
     assert args.models == ["lrurec"]
+
+
+def test_sweep_points_are_reported_with_the_validation_figure_they_are_chosen_on(
+    monkeypatch, tmp_path
+):
+    def read_result(config):
+        options = config.enhancer
+        if config.dataset != "beauty" or config.model != "lrurec":
+            return None
+        if config.method == "none":
+            recall = 0.10
+        elif options.get("alpha") == 0.5:
+            recall = 0.12
+        elif set(options) & set(cllmrec.SWEEPS):
+            return None  # other sweep points not run yet
+        else:
+            recall = 0.11  # CLLMRec with the paper's defaults
+        return {"valid": {"recall@10": recall + 0.01}, "best_epoch": 4, "epochs_run": 9,
+                "test": {"recall@10": recall, "ndcg@10": recall / 2}}  # fmt: skip
+
+    monkeypatch.setattr(cllmrec, "read_result", read_result)
+    lines = cllmrec.sweep_section(argparse.Namespace(epochs=None), {"similarity": "cosine"})
+    text = "\n".join(lines)
+    assert "## Sweep: beauty, CLLMRec on lrurec, seed 42" in text
+    assert "## Sweep: ml-1m" not in text  # no finished point there: no table
+    assert "| paper defaults | 0.1200 | 0.1100 | 0.0550 | +0.0100 | 5of9 |" in text
+    assert "| alpha = 0.5 | 0.1300 | 0.1200 | 0.0600 | +0.0200 | 5of9 |" in text
+    assert "| w_i = 0.25 | not run | | | | |" in text
+    configs = cllmrec.sweep_configs("beauty", "lrurec", 42, None, {"similarity": "cosine"})
+    assert len({c.run_hash() for *_, c in configs}) == sum(map(len, cllmrec.SWEEPS.values()))
