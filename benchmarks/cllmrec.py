@@ -29,10 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from run_records import (  # noqa: E402
+    ARTEFACTS,
     SEEDS,
     add_seeds_argument,
     keep,
     keep_artefact,
+    keep_files,
     kept_section,
     restore,
     restore_artefacts,
@@ -128,17 +130,32 @@ def scoring(dataset, data, model, enhancer_options) -> dict:
     enhancer = make_enhancer("cllmrec", config.enhancer)
     enhancer.configure(config)
     started = time.perf_counter()
-    enhancer.prepare(data, enhancer_workdir(config, data))
-    keep_artefact(enhancer.artefact_dir, paths.cache_root(), SCORING_FILES)
+    try:
+        enhancer.prepare(data, enhancer_workdir(config, data))
+    except BaseException:  # Ctrl-C and kill -INT included: the next machine resumes from here
+        kept = keep_partial_scoring(scoring_directory(data, config), paths.cache_root())
+        print(f"{kept} scoring files kept in benchmarks/results/artefacts", flush=True)
+        raise
+    keep_artefact(enhancer.artefact_dir, paths.cache_root(), SCORING_FILES)  # chunks dropped
     cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
     cost["wall_seconds_this_call"] = time.perf_counter() - started
     return cost
 
 
-def scoring_cost(dataset, data, model, enhancer_options) -> dict | None:
-    """The cost record of the scoring artefact, finished or partial, without computing."""
-    config = build_run_config(dataset, model, "cllmrec", "p-lru", {"enhancer": enhancer_options})
-    workdir = paths.cache_root() / dataset / "cllmrec"
+def keep_partial_scoring(directory: Path | None, cache: Path, artefacts: Path = ARTEFACTS) -> int:
+    """Keep the finished chunks of an interrupted scoring step (with its options and cost) in
+    ``benchmarks/results/artefacts/``, so that a step longer than a session resumes on the next
+    machine; ``keep_artefact`` replaces them by the scores once the step finishes."""
+    if directory is None:
+        return 0
+    files = [directory / "options.json", directory / "cost.json"]
+    files += sorted((directory / "chunks").glob("chunk-*.npy"))
+    return keep_files([f for f in files if f.exists()], cache, artefacts)
+
+
+def scoring_directory(data, config) -> Path | None:
+    """Where the scoring artefact of ``config``'s options lives in ``cache/`` (None: not begun)."""
+    workdir = enhancer_workdir(config, data)
     if not workdir.exists():
         return None
     enhancer = make_enhancer("cllmrec", config.enhancer)
@@ -148,14 +165,19 @@ def scoring_cost(dataset, data, model, enhancer_options) -> dict | None:
     encoder = AttentionEncoder(
         enhancer.opts.encoder, device="cpu", max_length=enhancer.opts.encoder_max_length
     )
-    key = enhancer.artefact_key(data, encoder.identity, encoder.max_length)
-    path = workdir / key / "cost.json"
-    if not path.exists():
+    return workdir / enhancer.artefact_key(data, encoder.identity, encoder.max_length)
+
+
+def scoring_cost(dataset, data, model, enhancer_options) -> dict | None:
+    """The cost record of the scoring artefact, finished or partial, without computing."""
+    config = build_run_config(dataset, model, "cllmrec", "p-lru", {"enhancer": enhancer_options})
+    directory = scoring_directory(data, config)
+    if directory is None or not (directory / "cost.json").exists():
         return None
-    cost = json.loads(path.read_text())
-    cost["finished"] = (workdir / key / "scores.npy").exists()
+    cost = json.loads((directory / "cost.json").read_text())
+    cost["finished"] = (directory / "scores.npy").exists()
     cost["users_total"] = data.n_users
-    cost["directory"] = str(workdir / key)
+    cost["directory"] = str(directory)
     return cost
 
 

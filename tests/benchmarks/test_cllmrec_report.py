@@ -65,3 +65,26 @@ def test_sweep_points_are_reported_with_the_validation_figure_they_are_chosen_on
     assert "| w_i = 0.25 | not run | | | | |" in text
     configs = cllmrec.sweep_configs("beauty", "lrurec", 42, None, {"similarity": "cosine"})
     assert len({c.run_hash() for *_, c in configs}) == sum(map(len, cllmrec.SWEEPS.values()))
+
+
+def test_an_interrupted_scoring_step_travels_in_chunks_until_it_finishes(tmp_path):
+    from run_records import keep_artefact, restore_artefacts
+
+    cache, kept = tmp_path / "cache", tmp_path / "artefacts"
+    directory = cache / "ml-1m" / "cllmrec" / "6210"
+    (directory / "chunks").mkdir(parents=True)
+    (directory / "options.json").write_text("{}")
+    (directory / "cost.json").write_text('{"users_scored": 1000}')
+    (directory / "chunks" / "chunk-00000.npy").write_bytes(b"first thousand users")
+    assert cllmrec.keep_partial_scoring(directory, cache, kept) == 3
+
+    elsewhere = tmp_path / "elsewhere"  # the next machine resumes from the kept chunk
+    assert restore_artefacts(elsewhere, kept) == 3
+    moved = elsewhere / "ml-1m" / "cllmrec" / "6210"
+    assert (moved / "chunks" / "chunk-00000.npy").read_bytes() == b"first thousand users"
+
+    (moved / "scores.npy").write_bytes(b"all users")  # finished there: only the scores stay
+    keep_artefact(moved, elsewhere, cllmrec.SCORING_FILES, kept)
+    assert sorted(p.name for p in (kept / "ml-1m" / "cllmrec" / "6210").rglob("*")) == [
+        "cost.json", "options.json", "scores.npy"
+    ]  # fmt: skip
