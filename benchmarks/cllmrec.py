@@ -4,6 +4,7 @@
         [--variants backbone,wo_llm,cllmrec] [--seeds 42,43,44] [--epochs N] [--max-minutes M]
         [--stage all|score|train] [--report-only]
     python benchmarks/cllmrec.py --sweeps --datasets beauty --models lrurec [--max-minutes M]
+        [--sweep-points lambda1=0.3,alpha=0.5]
 
 Resumable: the scoring step continues from its saved chunks, finished runs are read back and
 interrupted ones continue (run directories are named by their config hash). Writes
@@ -441,6 +442,11 @@ def main() -> None:
         "--sweeps", action="store_true", help="CLLMRec option sweeps (seed 42) instead of the grid"
     )
     parser.add_argument(
+        "--sweep-points",
+        default=None,
+        help="only these sweep points, e.g. 'lambda1=0.3,alpha=0.5' (split a sweep across cores)",
+    )
+    parser.add_argument(
         "--time-steps", type=int, default=0, help="measure the step cost side by side (N steps)"
     )
     args = parser.parse_args()
@@ -449,6 +455,11 @@ def main() -> None:
     args.datasets = args.datasets.split(",")
     args.models = args.models.split(",")
     args.variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    if args.sweep_points:
+        args.sweep_points = set(args.sweep_points.split(","))
+        known = {f"{option}={value}" for option, values in SWEEPS.items() for value in values}
+        if unknown := sorted(args.sweep_points - known):
+            parser.error(f"--sweep-points: unknown {unknown}; known: {sorted(known)}")
     enhancer_options = {
         "encoder_dtype": args.encoder_dtype,
         "encoder_max_length": args.encoder_max_length,
@@ -484,6 +495,8 @@ def main() -> None:
                     for option, value, config in sweep_configs(
                         dataset, model, 42, args.epochs, enhancer_options
                     ):
+                        if args.sweep_points and f"{option}={value}" not in args.sweep_points:
+                            continue
                         if option in SCORING_OPTIONS:  # its own scores, kept like the default's
                             scoring(dataset, data, model, {**enhancer_options, option: value})
                         train_one(args, config, data, f"{dataset} {model} {option}={value}")
