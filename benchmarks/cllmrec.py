@@ -345,15 +345,16 @@ def sweep_section(args, enhancer_options) -> list[str]:
                 variant_config(dataset, model, "backbone", 42, args.epochs, enhancer_options)
             )
             rows = []
-            for label, result in [("paper defaults", default)] + [
-                (f"{SWEEP_LABEL[o]} = {v}", r) for o, v, r in points
-            ]:
+            for label, result in [
+                ("backbone (= w/o CL), for reference", backbone),
+                ("paper defaults", default),
+            ] + [(f"{SWEEP_LABEL[o]} = {v}", r) for o, v, r in points]:
                 if result is None:
                     rows.append(f"| {label} | not run | | | | |")
                     continue
                 versus = (
                     f"{result['test']['recall@10'] - backbone['test']['recall@10']:+.4f}"
-                    if backbone
+                    if backbone and result is not backbone
                     else "-"
                 )
                 rows.append(

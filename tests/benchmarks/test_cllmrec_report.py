@@ -61,6 +61,8 @@ def test_sweep_points_are_reported_with_the_validation_figure_they_are_chosen_on
     assert "## Sweep: beauty, CLLMRec on lrurec, seed 42" in text
     assert "## Sweep: ml-1m" not in text  # no finished point there: no table
     assert "| paper defaults | 0.1200 | 0.1100 | 0.0550 | +0.0100 | 5of9 |" in text
+    # the backbone's own validation figure is the bar a sweep point has to clear
+    assert "| backbone (= w/o CL), for reference | 0.1100 | 0.1000 | 0.0500 | - | 5of9 |" in text
     assert "| alpha = 0.5 | 0.1300 | 0.1200 | 0.0600 | +0.0200 | 5of9 |" in text
     assert "| w_i = 0.25 | not run | | | | |" in text
     configs = cllmrec.sweep_configs("beauty", "lrurec", 42, None, {"similarity": "cosine"})
