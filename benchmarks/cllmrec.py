@@ -97,6 +97,11 @@ def variant_config(dataset, model, variant, seed, epochs, enhancer_options):
     return build_run_config(dataset, model, method, "p-lru", overrides)
 
 
+def sweep_point(option: str, value) -> str:
+    """A sweep point's name on the command line (``--sweep-points``), e.g. ``lambda1=0.3``."""
+    return f"{option}={value}"
+
+
 def sweep_configs(dataset, model, seed, epochs, enhancer_options):
     """(option, value, config) of every sweep point."""
     return [
@@ -458,7 +463,9 @@ def main() -> None:
     args.variants = [v for v in VARIANTS if v in args.variants.split(",")]
     if args.sweep_points:
         args.sweep_points = set(args.sweep_points.split(","))
-        known = {f"{option}={value}" for option, values in SWEEPS.items() for value in values}
+        known = {
+            sweep_point(option, value) for option, values in SWEEPS.items() for value in values
+        }
         if unknown := sorted(args.sweep_points - known):
             parser.error(f"--sweep-points: unknown {unknown}; known: {sorted(known)}")
     enhancer_options = {
@@ -496,7 +503,10 @@ def main() -> None:
                     for option, value, config in sweep_configs(
                         dataset, model, 42, args.epochs, enhancer_options
                     ):
-                        if args.sweep_points and f"{option}={value}" not in args.sweep_points:
+                        if (
+                            args.sweep_points
+                            and sweep_point(option, value) not in args.sweep_points
+                        ):
                             continue
                         if option in SCORING_OPTIONS:  # its own scores, kept like the default's
                             scoring(dataset, data, model, {**enhancer_options, option: value})
