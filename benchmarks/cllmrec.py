@@ -4,7 +4,7 @@
         [--variants backbone,wo_llm,cllmrec] [--seeds 42,43,44] [--epochs N] [--max-minutes M]
         [--stage all|score|train] [--report-only]
     python benchmarks/cllmrec.py --sweeps --datasets beauty --models lrurec [--max-minutes M]
-        [--sweep-points lambda1=0.3,alpha=0.5]
+        [--sweep-points lambda1=0.3,alpha=0.5] [--seeds 43,44]
 
 Resumable: the scoring step continues from its saved chunks, finished runs are read back and
 interrupted ones continue (run directories are named by their config hash). Writes
@@ -12,7 +12,9 @@ benchmarks/results/cllmrec.md from whatever has finished; rows that have not run
 ``w/o CL`` is the plain backbone (method ``none``), so the backbone row doubles as that ablation.
 ``--sweeps`` trains CLLMRec (seed 42) with one option at a time moved from the paper's defaults
 (``SWEEPS``: alpha, lambda1, w_i, encoder layer) and reports each point's validation figure,
-which is what a choice may be made on.
+which is what a choice may be made on. The point with the best seed-42 validation figure is then
+confirmed on the other seeds (``--sweeps --sweep-points P --seeds 43,44``): its test figures over
+three seeds, paired against the backbone, are the honest answer to "does a tuned CLLMRec help".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import sys
 import time
 from datetime import date
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +114,28 @@ def sweep_configs(dataset, model, seed, epochs, enhancer_options):
         for option, values in SWEEPS.items()
         for value in values
     ]  # fmt: skip
+
+
+def sweep_choice(dataset, model, epochs, enhancer_options) -> dict | None:
+    """The setting with the best seed-42 validation Recall@10 among the paper's defaults and the
+    finished sweep points (None before any has finished): its label, enhancer options and
+    validation figure, and how many candidates are still missing (then the choice is
+    provisional)."""
+    candidates = [("paper defaults", {})] + [
+        (f"{SWEEP_LABEL[option]} = {value}", {option: value})
+        for option, values in SWEEPS.items()
+        for value in values
+    ]
+    best, missing = None, 0
+    for label, change in candidates:
+        options = {**enhancer_options, **change}
+        result = read_result(variant_config(dataset, model, "cllmrec", 42, epochs, options))
+        if result is None:
+            missing += 1
+            continue
+        if best is None or result["valid"]["recall@10"] > best["valid"]:
+            best = {"label": label, "options": options, "valid": result["valid"]["recall@10"]}
+    return best and {**best, "missing": missing}
 
 
 def read_result(config) -> dict | None:
@@ -378,7 +403,60 @@ def sweep_section(args, enhancer_options) -> list[str]:
                 *rows,
                 "",
             ]  # fmt: skip
+            lines += confirmation_section(dataset, model, args.epochs, enhancer_options)
     return lines
+
+
+def confirmation_section(dataset, model, epochs, enhancer_options) -> list[str]:
+    """The validation-chosen setting's test figures on every seed, paired with the backbone."""
+    choice = sweep_choice(dataset, model, epochs, enhancer_options)
+    if choice is None:
+        return []
+    status = (
+        f"provisional: {choice['missing']} candidate(s) have not finished"
+        if choice["missing"]
+        else "every candidate finished"
+    )
+    lines = [
+        f"**Chosen on seed-42 validation: {choice['label']}** (Recall@10 {choice['valid']:.4f};"
+        f" {status}). Its test figures on every seed, against the backbone on the same seed:",
+        "",
+        "| seed | backbone test R@10 / N@10 | chosen test R@10 / N@10 | Δ R@10 |",
+        "|---|---:|---:|---:|",
+    ]
+    pairs = []
+    for seed in SEEDS:
+        backbone = read_result(
+            variant_config(dataset, model, "backbone", seed, epochs, enhancer_options)
+        )
+        chosen = read_result(
+            variant_config(dataset, model, "cllmrec", seed, epochs, choice["options"])
+        )
+        if backbone is None or chosen is None:
+            lines.append(f"| {seed} | {cell(backbone)} | {cell(chosen)} | |")
+            continue
+        pairs.append((backbone["test"]["recall@10"], chosen["test"]["recall@10"]))
+        lines.append(
+            f"| {seed} | {cell(backbone)} | {cell(chosen)} | {pairs[-1][1] - pairs[-1][0]:+.4f} |"
+        )
+    if len(pairs) >= 2:
+        t = paired_seed_test([a for a, _ in pairs], [b for _, b in pairs])
+        lines += ["", f"Paired over seeds: Δ {t['mean_diff']:+.4f}, p = {t['p']:.3f} (n={t['n']})."]
+    else:
+        missing = [s for s in SEEDS if s != 42]
+        lines += [
+            "",
+            "Confirm on the other seeds with `python benchmarks/cllmrec.py --sweeps --datasets "
+            f"{dataset} --models {model} --sweep-points <point> --seeds "
+            f"{','.join(map(str, missing))}` (the defaults' seeds are the main table's).",
+        ]
+    return lines + [""]
+
+
+def cell(result: dict | None) -> str:
+    if result is None:
+        return "not run"
+    return f"{result['test']['recall@10']:.4f} / {result['test']['ndcg@10']:.4f}"
 
 
 def time_steps(dataset: str, data, model: str, variants, enhancer_options, steps: int) -> dict:
@@ -445,7 +523,9 @@ def main() -> None:
     parser.add_argument("--encoder-max-length", type=int, default=256)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
-        "--sweeps", action="store_true", help="CLLMRec option sweeps (seed 42) instead of the grid"
+        "--sweeps",
+        action="store_true",
+        help="CLLMRec option sweeps instead of the grid (seed 42; --seeds to confirm a point)",
     )
     parser.add_argument(
         "--sweep-points",
@@ -499,9 +579,9 @@ def main() -> None:
             if args.stage == "score":
                 continue
             if args.sweeps:
-                for model in args.models:
+                for model, seed in product(args.models, args.seeds or [42]):
                     for option, value, config in sweep_configs(
-                        dataset, model, 42, args.epochs, enhancer_options
+                        dataset, model, seed, args.epochs, enhancer_options
                     ):
                         if (
                             args.sweep_points
@@ -510,7 +590,8 @@ def main() -> None:
                             continue
                         if option in SCORING_OPTIONS:  # its own scores, kept like the default's
                             scoring(dataset, data, model, {**enhancer_options, option: value})
-                        train_one(args, config, data, f"{dataset} {model} {option}={value}")
+                        label = f"{dataset} {model} {option}={value} seed {seed}"
+                        train_one(args, config, data, label)
                         write_cllmrec_report(args, enhancer_options)
                 continue
             for seed in seeds_to_train(args, multi_seed=True):

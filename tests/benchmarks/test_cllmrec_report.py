@@ -90,3 +90,36 @@ def test_an_interrupted_scoring_step_travels_in_chunks_until_it_finishes(tmp_pat
     assert sorted(p.name for p in (kept / "ml-1m" / "cllmrec" / "6210").rglob("*")) == [
         "cost.json", "options.json", "scores.npy"
     ]  # fmt: skip
+
+
+def test_the_setting_chosen_on_validation_is_confirmed_on_every_seed(monkeypatch):
+    # alpha .9 has the best validation figure and the worst test figure of the finished points:
+    # the choice must follow validation, and its test rows must be paired with the backbone.
+    def read_result(config):
+        options, seed = config.enhancer, config.train.seed
+        if config.method == "none":
+            valid, test = 0.100, 0.090 + seed / 10_000
+        elif options.get("alpha") == 0.9:
+            if seed == 44:
+                return None  # not confirmed on this seed yet
+            valid, test = 0.115, 0.085 + seed / 10_000
+        elif options.get("alpha") == 0.5:
+            valid, test = 0.105, 0.095
+        elif set(options) & set(cllmrec.SWEEPS):
+            return None
+        else:
+            valid, test = 0.110, 0.090
+        return {"valid": {"recall@10": valid}, "test": {"recall@10": test, "ndcg@10": test / 2}}
+
+    monkeypatch.setattr(cllmrec, "read_result", read_result)
+    choice = cllmrec.sweep_choice("beauty", "sasrec", None, {"similarity": "cosine"})
+    assert choice["label"] == "alpha = 0.9"
+    assert choice["missing"] == sum(map(len, cllmrec.SWEEPS.values())) - 2
+    text = "\n".join(
+        cllmrec.confirmation_section("beauty", "sasrec", None, {"similarity": "cosine"})
+    )
+    assert "**Chosen on seed-42 validation: alpha = 0.9** (Recall@10 0.1150; provisional" in text
+    assert "| 42 | 0.0942 / 0.0471 | 0.0892 / 0.0446 | -0.0050 |" in text
+    assert "| 44 | 0.0944 / 0.0472 | not run | |" in text
+    assert "Paired over seeds: Δ -0.0050" in text
+    assert "(n=2)" in text
