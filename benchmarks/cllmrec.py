@@ -116,19 +116,22 @@ def sweep_configs(dataset, model, seed, epochs, enhancer_options):
     ]  # fmt: skip
 
 
+def sweep_settings(enhancer_options) -> list[tuple[str, dict]]:
+    """(label, enhancer options) of the paper's defaults and of every sweep point."""
+    return [("paper defaults", enhancer_options)] + [
+        (f"{SWEEP_LABEL[option]} = {value}", {**enhancer_options, option: value})
+        for option, values in SWEEPS.items()
+        for value in values
+    ]
+
+
 def sweep_choice(dataset, model, epochs, enhancer_options) -> dict | None:
     """The setting with the best seed-42 validation Recall@10 among the paper's defaults and the
     finished sweep points (None before any has finished): its label, enhancer options and
     validation figure, and how many candidates are still missing (then the choice is
     provisional)."""
-    candidates = [("paper defaults", {})] + [
-        (f"{SWEEP_LABEL[option]} = {value}", {option: value})
-        for option, values in SWEEPS.items()
-        for value in values
-    ]
     best, missing = None, 0
-    for label, change in candidates:
-        options = {**enhancer_options, **change}
+    for label, options in sweep_settings(enhancer_options):
         result = read_result(variant_config(dataset, model, "cllmrec", 42, epochs, options))
         if result is None:
             missing += 1
@@ -360,25 +363,17 @@ def sweep_section(args, enhancer_options) -> list[str]:
     lines = []
     for dataset in DATASETS:
         for model in MODELS:
-            points = [
-                (option, value, read_result(config))
-                for option, value, config in sweep_configs(
-                    dataset, model, 42, args.epochs, enhancer_options
-                )
+            settings = [
+                (label, read_result(variant_config(dataset, model, "cllmrec", 42, args.epochs, o)))
+                for label, o in sweep_settings(enhancer_options)
             ]
-            if not any(result for _, _, result in points):
+            if not any(result for _, result in settings[1:]):  # no sweep point finished
                 continue
-            default = read_result(
-                variant_config(dataset, model, "cllmrec", 42, args.epochs, enhancer_options)
-            )
             backbone = read_result(
                 variant_config(dataset, model, "backbone", 42, args.epochs, enhancer_options)
             )
             rows = []
-            for label, result in [
-                ("backbone (= w/o CL), for reference", backbone),
-                ("paper defaults", default),
-            ] + [(f"{SWEEP_LABEL[o]} = {v}", r) for o, v, r in points]:
+            for label, result in [("backbone (= w/o CL), for reference", backbone)] + settings:
                 if result is None:
                     rows.append(f"| {label} | not run | | | | |")
                     continue
