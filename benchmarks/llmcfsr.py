@@ -221,16 +221,19 @@ def timing_lines(datasets) -> list[str]:
     return lines
 
 
-def versus_backbone(row: dict[int, float], backbone: dict[int, float]) -> str:
-    """The row's NDCG@10 minus the backbone's on the seeds both finished, with a paired test."""
-    common = [seed for seed in row if seed in backbone]
+def versus(row: dict[int, float], reference: dict[int, float]) -> str:
+    """The row's NDCG@10 minus a reference row's (the backbone, or LLM-ESR) on the seeds both
+    finished, with a paired test."""
+    if not reference:
+        return "reference not run"
+    common = [seed for seed in row if seed in reference]
     if not common:
         return "no common seed"
-    diffs = [row[seed] - backbone[seed] for seed in common]
+    diffs = [row[seed] - reference[seed] for seed in common]
     text = f"{np.mean(diffs):+.4f}"
     if len(common) < 2:
         return f"{text} (1 seed: no test)"
-    test = paired_seed_test([backbone[s] for s in common], [row[s] for s in common])
+    test = paired_seed_test([reference[s] for s in common], [row[s] for s in common])
     return f"{text} (paired t over {len(common)} seeds, p {test['p']:.3f})"
 
 
@@ -259,6 +262,7 @@ def report(args, data_root: Path) -> str:
             body, first = [], None
             table_seeds = set()  # the protocol line names the seeds shown
             backbone: dict[int, float] = {}  # seed -> the backbone's test ndcg@10
+            llmesr: dict[int, float] = {}  # seed -> LLM-ESR's, LLM-CFSR's baseline
             for row in args.rows:
                 label = ROWS[row][0] if row != "sasrec" else args.model
                 results, seeds = [], []
@@ -271,12 +275,15 @@ def report(args, data_root: Path) -> str:
                         seeds.append(seed)
                         table_seeds.add(seed)
                 if not results:
-                    body.append(f"| {label} | not run | | | | | | | |")
+                    body.append(f"| {label} | not run | | | | | | | | |")
                     continue
                 per_seed = {s: r["test"]["ndcg@10"] for s, r in zip(seeds, results, strict=True)}
                 if row == "sasrec":
                     backbone = per_seed
-                versus = versus_backbone(per_seed, backbone) if row != "sasrec" else "-"
+                if row == "llmesr":
+                    llmesr = per_seed
+                vs_backbone = versus(per_seed, backbone) if row != "sasrec" else "-"
+                vs_llmesr = versus(per_seed, llmesr) if ROWS[row][1] == "llmcfsr" else "-"
 
                 def col(get, results=results):
                     return np.array([get(r) for r in results])
@@ -294,7 +301,7 @@ def report(args, data_root: Path) -> str:
                 epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
                 body.append(
                     f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "
-                    f"{fmt(short)} | {versus} | {','.join(map(str, seeds))} | best epoch {epochs}, "
+                    f"{fmt(short)} | {vs_backbone} | {vs_llmesr} | {','.join(map(str, seeds))} | best epoch {epochs}, "
                     f"{sec:.0f} s/epoch |"
                 )
                 plot_data.setdefault((dataset, protocol), {})[label] = {
@@ -333,8 +340,8 @@ def report(args, data_root: Path) -> str:
                 ),
                 f"{groups}",
                 "",
-                f"| row | {metric} | ndcg@10 | tail-item ndcg@10 | head-item ndcg@10 | short-user ndcg@10 | ndcg@10 vs backbone, same seeds | seeds | notes |",
-                "|---|---:|---:|---:|---:|---:|---|---|---|",
+                f"| row | {metric} | ndcg@10 | tail-item ndcg@10 | head-item ndcg@10 | short-user ndcg@10 | ndcg@10 vs backbone, same seeds | ndcg@10 vs LLM-ESR, same seeds | seeds | notes |",
+                "|---|---:|---:|---:|---:|---:|---|---|---|---|",
                 *body,
                 "",
             ]

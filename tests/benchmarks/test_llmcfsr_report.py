@@ -32,6 +32,10 @@ def test_a_run_for_one_row_reports_every_row_dataset_and_seed(monkeypatch, tmp_p
         for protocol in llmcfsr.PROTOCOLS:
             assert f"## {dataset} under `{protocol}`" in text
     assert "| sasrec | not run |" in text and "| LLM-ESR (causal) | not run |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| row |"))
+    assert "vs LLM-ESR" in header  # LLM-CFSR is judged against its baseline, not only SASRec
+    not_run = next(line for line in text.splitlines() if "| sasrec | not run" in line)
+    assert not_run.count("|") == header.count("|")
     assert {seed for *_, seed in asked} == set(llmcfsr.SEEDS)
     assert args.rows == ["llmcfsr"]  # the caller's namespace is left as it was
 
@@ -55,9 +59,10 @@ def test_semantic_stage_timings_survive_a_machine_without_the_cache(monkeypatch,
     assert {name for name, _ in kept} == {"semantic-abc"}
 
 
-def test_rows_are_compared_with_the_backbone_on_common_seeds_only():
+def test_rows_are_compared_with_a_reference_row_on_common_seeds_only():
     backbone = {42: 0.0399, 43: 0.0405, 44: 0.0396}
-    assert llmcfsr.versus_backbone({42: 0.0445}, backbone) == "+0.0046 (1 seed: no test)"
-    text = llmcfsr.versus_backbone({42: 0.0443, 43: 0.0442, 44: 0.0427}, backbone)
+    assert llmcfsr.versus({42: 0.0445}, backbone) == "+0.0046 (1 seed: no test)"
+    text = llmcfsr.versus({42: 0.0443, 43: 0.0442, 44: 0.0427}, backbone)
     assert text.startswith("+0.0037 (paired t over 3 seeds, p 0.01")
-    assert llmcfsr.versus_backbone({45: 0.05}, backbone) == "no common seed"
+    assert llmcfsr.versus({45: 0.05}, backbone) == "no common seed"
+    assert llmcfsr.versus({42: 0.05}, {}) == "reference not run"
