@@ -226,7 +226,9 @@ COLUMNS = [
     "row", "hr@10", "ndcg@10", "tail-item ndcg@10", "head-item ndcg@10", "short-user ndcg@10",
     "ndcg@10 vs backbone, same seeds", "ndcg@10 vs LLM-ESR, same seeds", "seeds", "notes",
 ]  # fmt: skip
-ALIGN = ["---:|"] * 5 + ["---|"] * 4
+# The metric columns (HR@10 to short-user NDCG@10) are right-aligned; the rest are text.
+NUMERIC_COLUMNS = 5
+ALIGN = "|---|" + "---:|" * NUMERIC_COLUMNS + "---|" * (len(COLUMNS) - 1 - NUMERIC_COLUMNS)
 
 
 def versus(row: dict[int, float], reference: dict[int, float]) -> str:
@@ -349,7 +351,7 @@ def report(args, data_root: Path) -> str:
                 f"{groups}",
                 "",
                 "| " + " | ".join(["row", metric, *COLUMNS[2:]]) + " |",
-                "|---|" + "".join(ALIGN),
+                ALIGN,
                 *body,
                 "",
             ]
