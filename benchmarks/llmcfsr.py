@@ -41,6 +41,8 @@ from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
 DATASETS = ["beauty", "yelp"]
+# The report shows every backbone that has a finished run, whatever --model this call trains.
+BACKBONES = ["sasrec", "gru4rec"]
 PROTOCOLS = ["p-s100", "p-cl"]
 # row key -> (label, method, enhancer options, main row = 3 seeds)
 ROWS = {
@@ -72,7 +74,7 @@ PAPER_NOTE = (
 )
 
 
-def config_for(dataset, protocol, row, seed, args):
+def config_for(dataset, protocol, row, seed, args, model: str | None = None):
     _, method, options, _ = ROWS[row]
     options = dict(options)
     if method == "llmesr" and args.esr_sim_per_step:
@@ -84,7 +86,7 @@ def config_for(dataset, protocol, row, seed, args):
         overrides["train"]["epochs"] = args.epochs
     if args.max_minutes:
         overrides["train"]["max_minutes"] = args.max_minutes
-    return build_run_config(dataset, args.model, method, protocol, overrides)
+    return build_run_config(dataset, model or args.model, method, protocol, overrides)
 
 
 def seeds_for(row, args):
@@ -266,95 +268,96 @@ def report(args, data_root: Path) -> str:
     ]
     lines += timing_lines(args.datasets)
     plot_data = {}
-    for dataset in args.datasets:
-        for protocol in args.protocols:
-            metric = "hr@10"
-            body, first = [], None
-            table_seeds = set()  # the protocol line names the seeds shown
-            backbone: dict[int, float] = {}  # seed -> the backbone's test ndcg@10
-            llmesr: dict[int, float] = {}  # seed -> LLM-ESR's, LLM-CFSR's baseline
-            for row in args.rows:
-                label = ROWS[row][0] if row != "sasrec" else args.model
-                results, seeds = [], []
-                for seed in SEEDS:  # every finished seed, main row or not
-                    config = config_for(dataset, protocol, row, seed, args)
-                    first = first or config
-                    result = read_result(config)
-                    if result:
-                        results.append(result)
-                        seeds.append(seed)
-                        table_seeds.add(seed)
-                if not results:
-                    body.append(f"| {label} | not run |" + " |" * (len(COLUMNS) - 2))
-                    continue
-                per_seed = {s: r["test"]["ndcg@10"] for s, r in zip(seeds, results, strict=True)}
-                if row == "sasrec":
-                    backbone = per_seed
-                if row == "llmesr":
-                    llmesr = per_seed
-                vs_backbone = versus(per_seed, backbone) if row != "sasrec" else "-"
-                vs_llmesr = versus(per_seed, llmesr) if ROWS[row][1] == "llmcfsr" else "-"
-
-                def col(get, results=results):
-                    return np.array([get(r) for r in results])
-
-                overall = col(lambda r: r["test"]["ndcg@10"])
-                tail = col(lambda r: r["test_groups"]["item_popularity"]["tail"]["ndcg@10"])
-                head = col(lambda r: r["test_groups"]["item_popularity"]["head"]["ndcg@10"])
-                short = col(
-                    lambda r: (
-                        r["test_groups"]["user_length"].get("[0,4)", {}).get("ndcg@10", np.nan)
-                    )
-                )
-                hr = col(lambda r, m=metric: r["test"][m])
-                sec = np.mean([r["seconds_per_epoch"] for r in results])
-                epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
-                body.append(
-                    f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "
-                    f"{fmt(short)} | {vs_backbone} | {vs_llmesr} | {','.join(map(str, seeds))} | best epoch {epochs}, "
-                    f"{sec:.0f} s/epoch |"
-                )
-                plot_data.setdefault((dataset, protocol), {})[label] = {
-                    "all": overall.mean(),
-                    "tail items": tail.mean(),
-                    "head items": head.mean(),
-                    "short users": float(np.nanmean(short)),
-                }
-            if first is None:
+    sections = [(m, d, p) for m in BACKBONES for d in args.datasets for p in args.protocols]
+    for model, dataset, protocol in sections:
+        metric = "hr@10"
+        body, first = [], None
+        table_seeds = set()  # the protocol line names the seeds shown
+        backbone: dict[int, float] = {}  # seed -> the backbone's test ndcg@10
+        llmesr: dict[int, float] = {}  # seed -> LLM-ESR's, LLM-CFSR's baseline
+        for row in args.rows:
+            label = ROWS[row][0] if row != "sasrec" else model
+            results, seeds = [], []
+            for seed in SEEDS:  # every finished seed, main row or not
+                config = config_for(dataset, protocol, row, seed, args, model)
+                first = first or config
+                result = read_result(config)
+                if result:
+                    results.append(result)
+                    seeds.append(seed)
+                    table_seeds.add(seed)
+            if not results:
+                body.append(f"| {label} | not run |" + " |" * (len(COLUMNS) - 2))
                 continue
-            try:
-                meta = prepare_preset(dataset, data_root).metadata
-            except Exception:  # report even where the data is not staged here
-                meta = {}
-            groups = ""
-            r0 = next(
-                (read_result(config_for(dataset, protocol, r, SEEDS[0], args)) for r in args.rows),
-                None,
+            per_seed = {s: r["test"]["ndcg@10"] for s, r in zip(seeds, results, strict=True)}
+            if row == "sasrec":
+                backbone = per_seed
+            if row == "llmesr":
+                llmesr = per_seed
+            vs_backbone = versus(per_seed, backbone) if row != "sasrec" else "-"
+            vs_llmesr = versus(per_seed, llmesr) if ROWS[row][1] == "llmcfsr" else "-"
+
+            def col(get, results=results):
+                return np.array([get(r) for r in results])
+
+            overall = col(lambda r: r["test"]["ndcg@10"])
+            tail = col(lambda r: r["test_groups"]["item_popularity"]["tail"]["ndcg@10"])
+            head = col(lambda r: r["test_groups"]["item_popularity"]["head"]["ndcg@10"])
+            short = col(
+                lambda r: r["test_groups"]["user_length"].get("[0,4)", {}).get("ndcg@10", np.nan)
             )
-            if r0:
-                g = r0["test_groups"]
-                groups = (
-                    f" Group sizes (test users): tail {g['item_popularity']['tail']['users']}, "
-                    f"head {g['item_popularity']['head']['users']}, short "
-                    f"{g['user_length'].get('[0,4)', {}).get('users', 0)}."
-                )
-            lines += [
-                f"## {dataset} under `{protocol}` ({args.model})",
-                "",
-                f"Protocol: {protocol_line(first, meta, seeds=sorted(table_seeds) or None)}"
-                + (f"; epochs capped at {args.epochs}" if args.epochs else "")
-                + (
-                    f"; LLM-ESR sim_users_per_step {args.esr_sim_per_step}"
-                    if args.esr_sim_per_step
-                    else ""
-                ),
-                f"{groups}",
-                "",
-                "| " + " | ".join(["row", metric, *COLUMNS[2:]]) + " |",
-                ALIGN,
-                *body,
-                "",
-            ]
+            hr = col(lambda r, m=metric: r["test"][m])
+            sec = np.mean([r["seconds_per_epoch"] for r in results])
+            epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
+            body.append(
+                f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "
+                f"{fmt(short)} | {vs_backbone} | {vs_llmesr} | {','.join(map(str, seeds))} | best epoch {epochs}, "
+                f"{sec:.0f} s/epoch |"
+            )
+            plot_data.setdefault((dataset, protocol, model), {})[label] = {
+                "all": overall.mean(),
+                "tail items": tail.mean(),
+                "head items": head.mean(),
+                "short users": float(np.nanmean(short)),
+            }
+        if first is None or (model != BACKBONES[0] and not table_seeds):
+            continue
+        try:
+            meta = prepare_preset(dataset, data_root).metadata
+        except Exception:  # report even where the data is not staged here
+            meta = {}
+        groups = ""
+        r0 = next(
+            (
+                read_result(config_for(dataset, protocol, r, SEEDS[0], args, model))
+                for r in args.rows
+            ),
+            None,
+        )
+        if r0:
+            g = r0["test_groups"]
+            groups = (
+                f" Group sizes (test users): tail {g['item_popularity']['tail']['users']}, "
+                f"head {g['item_popularity']['head']['users']}, short "
+                f"{g['user_length'].get('[0,4)', {}).get('users', 0)}."
+            )
+        lines += [
+            f"## {dataset} under `{protocol}` ({model})",
+            "",
+            f"Protocol: {protocol_line(first, meta, seeds=sorted(table_seeds) or None)}"
+            + (f"; epochs capped at {args.epochs}" if args.epochs else "")
+            + (
+                f"; LLM-ESR sim_users_per_step {args.esr_sim_per_step}"
+                if args.esr_sim_per_step
+                else ""
+            ),
+            f"{groups}",
+            "",
+            "| " + " | ".join(["row", metric, *COLUMNS[2:]]) + " |",
+            ALIGN,
+            *body,
+            "",
+        ]
     if plot_data:
         plot(plot_data, RESULTS / "llmcfsr.png")
         lines += ["![ndcg@10 by group](llmcfsr.png)", ""]
@@ -368,7 +371,7 @@ def plot(data, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(data), figsize=(6 * len(data), 4), squeeze=False)
-    for ax, ((dataset, protocol), rows) in zip(axes[0], data.items(), strict=True):
+    for ax, ((dataset, protocol, model), rows) in zip(axes[0], data.items(), strict=True):
         groups = ["all", "tail items", "head items", "short users"]
         width = 0.8 / max(len(rows), 1)
         for i, (label, values) in enumerate(rows.items()):
@@ -379,7 +382,7 @@ def plot(data, path: Path) -> None:
                 label=label,
             )
         ax.set_xticks(np.arange(len(groups)) + width * (len(rows) - 1) / 2, groups)
-        ax.set_title(f"{dataset} {protocol}: test ndcg@10")
+        ax.set_title(f"{dataset} {protocol} ({model}): test ndcg@10")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
