@@ -101,12 +101,30 @@ def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
         )
 
 
-def devices_used(directory: Path) -> str:
-    """Where a run's epochs ran, from its log (runs logged before devices were recorded: cpu)."""
+def epoch_seconds_by_device(directory: Path) -> dict[str, float]:
+    """Mean seconds per epoch on each device a run's epochs ran on, in order of first use, from
+    its log (runs logged before devices were recorded: cpu). A run moved from the CPU to a GPU
+    gets one figure per device, never their blend."""
     log = directory / "log.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    used = [e.get("device", "cpu") for e in events if e.get("event") in ("start", "resume")]
-    return "+".join(dict.fromkeys(used)) or "cpu"
+    device, seconds = "cpu", {}
+    for event in events:
+        if event.get("event") in ("start", "resume"):
+            device = event.get("device", "cpu")
+            seconds.setdefault(device, [])
+        elif event.get("event") == "epoch" and "seconds" in event:
+            seconds.setdefault(device, []).append(event["seconds"])
+    return {d: float(np.mean(s)) for d, s in seconds.items() if s} or {"cpu": float("nan")}
+
+
+def speed_note(per_seed: list[dict[str, float]]) -> str:
+    """Seconds per epoch for a row: one mean when every seed ran on the CPU, else per seed and
+    per device (GPU epochs are two orders faster, so a mean over both would describe neither)."""
+    if all(list(timing) == ["cpu"] for timing in per_seed):
+        mean = np.mean([timing["cpu"] for timing in per_seed])
+        return f"{mean:.1f} s/epoch (1 thread, shared machine)"
+    seeds = [" + ".join(f"{sec:.1f} {device}" for device, sec in t.items()) for t in per_seed]
+    return "s/epoch per seed " + " / ".join(seeds)
 
 
 def read_result(config) -> dict | None:
@@ -170,7 +188,7 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                     table_seeds.add(seed)
                     engines.append(variant)
                     directory = run_directory(config, RUNS)
-                    where.append(devices_used(directory))
+                    where.append(epoch_seconds_by_device(directory))
                     record = RECORDS / directory.relative_to(RUNS)
                     dirs.append(str((record if record.exists() else directory).relative_to(ROOT)))
             if not results:
@@ -192,17 +210,14 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
             gap = f"{a.mean() - anchor[0]:+.4f} / {b.mean() - anchor[1]:+.4f}" if anchor else "-"
             anchor_text = f"{anchor[0]:.4f} / {anchor[1]:.4f} ({anchor[2]})" if anchor else "-"
             epochs_run = "/".join(str(r["best_epoch"] + 1) for r in results)
-            sec = np.mean([r["seconds_per_epoch"] for r in results])
             engine = "/".join(sorted(set(engines)))
             recipe = (
                 "SASRec+ recipe (RECIPES in benchmarks/backbones.py; select ndcg@10 every epoch); "
                 if model in RECIPES
                 else ""
             )
-            devices = "/".join(dict.fromkeys(where))
-            ran = "1 thread, shared machine" if devices == "cpu" else f"ran on {devices}"
             body.append(
-                f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {sec:.1f} s/epoch ({ran}); {dirs[0]} |"
+                f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {speed_note(where)}; {dirs[0]} |"
             )
         if first is not None:
             meta = prepare_preset(dataset, data_root).metadata
