@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmseqrec.data import cache as cache_mod
 from llmseqrec.data.build import PrepareOptions, build_dataset
@@ -36,3 +37,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache_mod.save_dataset(dataset, directory)
     cache_mod.set_current(tmp_path / "cache", "tiny", "k0")
     return tmp_path
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        ),
+    ]
+)
+def device(request: pytest.FixtureRequest) -> str:
+    """Where a training test runs: always the CPU, and a GPU wherever torch sees one (a lent
+    device machine), so every method's training path is checked on both."""
+    return request.param

@@ -201,8 +201,9 @@ def test_zero_cl_weight_trains_exactly_like_the_backbone(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["lrurec", "sasrec", "bert4rec"])
-def test_trains_on_every_backbone(tiny, tmp_path, model):
-    config = build_run_config("tiny", model, "cllmrec", overrides=OVERRIDES)
+def test_trains_on_every_backbone(tiny, tmp_path, model, device):
+    overrides = {**OVERRIDES, "train": {**OVERRIDES["train"], "device": device}}
+    config = build_run_config("tiny", model, "cllmrec", overrides=overrides)
     enhancer = make_enhancer("cllmrec", config.enhancer)
     enhancer.configure(config)
     enhancer.scores = (

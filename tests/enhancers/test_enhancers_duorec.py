@@ -17,7 +17,7 @@ from llmseqrec.training.run import train_run
 from llmseqrec.training.trainer import build_model
 
 
-def _config(model: str = "sasrec", **options):
+def _config(model: str = "sasrec", device: str = "cpu", **options):
     return build_run_config(
         "tiny",
         model=model,
@@ -25,7 +25,7 @@ def _config(model: str = "sasrec", **options):
         protocol="p-cl",
         overrides={
             "backbone": {"max_len": 20},
-            "train": {"epochs": 1, "threads": 1},
+            "train": {"epochs": 1, "threads": 1, "device": device},
             "enhancer": options,
         },
     )
@@ -93,8 +93,8 @@ def test_dropout_view_differs_from_the_first_pass(home):
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_trains_end_to_end(home, model):
-    result, directory = train_run(_config(model), load("tiny"), progress=False)
+def test_trains_end_to_end(home, model, device):
+    result, directory = train_run(_config(model, device), load("tiny"), progress=False)
     assert result["finished"]
     epochs = [json.loads(x) for x in (directory / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["cl"]) for e in epochs if e.get("event") == "epoch")

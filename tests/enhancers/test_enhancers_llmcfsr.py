@@ -222,12 +222,12 @@ def test_collaborative_branch_alone_trains_exactly_like_the_backbone(home, patch
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_llmcfsr_trains_on_both_backbones(home, patched_embeddings, model):
+def test_llmcfsr_trains_on_both_backbones(home, patched_embeddings, model, device):
     from llmseqrec.data.prepare import load
 
     data = load("tiny")
     config = build_run_config(
-        "tiny", model, "llmcfsr", None, {"train": {"epochs": 3, "batch_size": 64}}
+        "tiny", model, "llmcfsr", None, {"train": {"epochs": 3, "batch_size": 64, "device": device}}
     )
     result, directory = train_run(config, data, progress=False)
     assert result["finished"] and np.isfinite(result["test"]["ndcg@10"])

@@ -77,7 +77,7 @@ def test_cross_attention_is_causal_in_the_wrapped_model(tiny, tmp_path, patched)
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_llmesr_trains_with_self_distillation(home, patched, model):
+def test_llmesr_trains_with_self_distillation(home, patched, model, device):
     from llmseqrec.data.prepare import load
 
     data = load("tiny")
@@ -86,7 +86,10 @@ def test_llmesr_trains_with_self_distillation(home, patched, model):
         model,
         "llmesr",
         None,
-        {"train": {"epochs": 3, "batch_size": 64}, "enhancer": {"sim_users_per_step": 3}},
+        {
+            "train": {"epochs": 3, "batch_size": 64, "device": device},
+            "enhancer": {"sim_users_per_step": 3},
+        },
     )
     result, directory = train_run(config, data, progress=False)
     assert result["finished"] and np.isfinite(result["test"]["ndcg@10"])

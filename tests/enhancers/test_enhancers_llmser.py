@@ -27,13 +27,19 @@ FAST = {"offline_epochs": 2, "offline_patience": 2, "chunk_users": 16}
 MARK = "ZZMARKER planted item"
 
 
-def config(model: str = "sasrec", enhancer: dict | None = None, epochs: int = 2, name="tiny"):
+def config(
+    model: str = "sasrec",
+    enhancer: dict | None = None,
+    epochs: int = 2,
+    name: str = "tiny",
+    device: str = "cpu",
+):
     return build_run_config(
         name,
         model,
         "llmser",
         "p-s100",
-        {"train": {"epochs": epochs, "threads": 1}, "enhancer": enhancer or {}},
+        {"train": {"epochs": epochs, "threads": 1, "device": device}, "enhancer": enhancer or {}},
     )
 
 
@@ -207,8 +213,9 @@ def test_zero_weights_train_exactly_like_the_backbone(tiny, home, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec", "bert4rec"])
-def test_trains_on_each_backbone(tiny, home, model):
-    result, directory = train_run(config(model, {**FAST, "llm": False}), tiny, progress=False)
+def test_trains_on_each_backbone(tiny, home, model, device):
+    run_config = config(model, {**FAST, "llm": False}, device=device)
+    result, directory = train_run(run_config, tiny, progress=False)
     assert result["finished"] and 0 <= result["test"]["ndcg@10"] <= 1
     cost = next((home / "cache" / "tiny" / "llmser").glob("*/cost.json"))
     assert json.loads(cost.read_text())["llm_users"] == 0

@@ -245,7 +245,7 @@ def plant_artefacts(dataset: Dataset, options: dict, workdir: Path) -> Path:
     return directory
 
 
-def _train(home: Path, model: str, **options) -> tuple[dict, Path]:
+def _train(home: Path, model: str, device: str = "cpu", **options) -> tuple[dict, Path]:
     config = build_run_config(
         "tiny",
         model=model,
@@ -253,7 +253,7 @@ def _train(home: Path, model: str, **options) -> tuple[dict, Path]:
         protocol="p-cl",
         overrides={
             "backbone": {"max_len": 20},
-            "train": {"epochs": 1, "threads": 1},
+            "train": {"epochs": 1, "threads": 1, "device": device},
             "enhancer": {"text_source": "raw", "k": 5, **options},
         },
     )
@@ -266,8 +266,8 @@ def _train(home: Path, model: str, **options) -> tuple[dict, Path]:
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_trains_on_sasrec_and_gru4rec_with_both_losses(home, model):
-    result, directory = _train(home, model)
+def test_trains_on_sasrec_and_gru4rec_with_both_losses(home, model, device):
+    result, directory = _train(home, model, device)
     log = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r.get("event") == "epoch"]
     assert epochs and all(np.isfinite(e["cs"]) and np.isfinite(e["is"]) for e in epochs)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from llmseqrec.errors import ConfigError
+from llmseqrec.training.batches import Batch
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.losses import fused_softmax_ce, reference_softmax_ce
 from llmseqrec.training.run import Run, train_run
@@ -68,9 +69,16 @@ def test_fused_ce_matches_plain_autograd_on_the_device(device):
         assert got.device.type == device and torch.allclose(got, want, atol=1e-5)
 
 
-def test_a_method_on_a_gpu_is_refused_until_its_views_move_there(tiny, tmp_path):
-    config = build_run_config(
-        "tiny", "sasrec", "cl4srec", overrides={**SMALL, "train": {"device": "cuda"}}
+def test_moving_a_batch_moves_its_views_and_tensor_extras():
+    rows = torch.arange(12).view(3, 4)
+    batch = Batch(
+        users=torch.arange(3),
+        inputs=rows,
+        targets=rows,
+        views={"positive": rows.clone()},
+        extras={"pairs": rows.clone(), "note": "kept as is"},
     )
-    with pytest.raises(ConfigError):
-        Trainer(config, tiny, tmp_path / "r", progress=False)
+    moved = batch.to(torch.device("meta"))  # any non-CPU device takes the same path as cuda
+    assert moved.inputs.is_meta and moved.views["positive"].is_meta
+    assert moved.extras["pairs"].is_meta and moved.extras["note"] == "kept as is"
+    assert not batch.views["positive"].is_meta  # the CPU batch the enhancer built is untouched

@@ -94,7 +94,8 @@ class DuoRec(Enhancer):
         if opts.mode in ("us", "us_x"):
             views.append(last_state(model, batch.inputs))  # second pass: a new dropout mask
         if opts.mode in ("us_x", "su"):
-            rows, none = self.same_target_rows(targets, batch.users)
+            rows, none = self.same_target_rows(targets.cpu(), batch.users.cpu())
+            rows, none = rows.to(states.device), none.to(states.device)
             keep = (rows != 0).any(0)
             first = int(keep.nonzero()[0]) if keep.any() else rows.shape[1] - 1
             rows = rows[:, first:]

@@ -147,14 +147,14 @@ class LLMESR(Enhancer):
     ) -> dict[str, torch.Tensor]:
         if self.opts.alpha == 0.0 or self._teacher_rows is None:
             return {}
-        users = batch.users
+        users = batch.users.cpu()  # the neighbour and teacher tables stay on the CPU
         neighbours = self._neighbours_t[users]  # [B, k]
         k = neighbours.shape[1]
         m = min(self.opts.sim_users_per_step or k, k)
         if m < k:
             pick = torch.rand(len(users), k, generator=self.generator).argsort(1)[:, :m]
             neighbours = neighbours.gather(1, pick)
-        rows = self._teacher_rows[neighbours.reshape(-1)]
+        rows = self._teacher_rows[neighbours.reshape(-1)].to(states.device)
         with torch.no_grad():
             # Grouped by length, each group trimmed to its longest row: on sparse data most
             # neighbour prefixes are far shorter than the longest one in the batch.

@@ -669,19 +669,19 @@ class SRACL(Enhancer):
     def cross_sequence_loss(
         self, model: nn.Module, batch: Batch, anchor: torch.Tensor
     ) -> torch.Tensor:
-        users = batch.users
-        rows, valid = self.neighbour_rows(users)
+        # Neighbour tables and the method's generator live on the CPU; the rows move after.
+        rows, valid = self.neighbour_rows(batch.users.cpu())
         b, k = valid.shape
         if self.opts.unlearnable:
             # One random valid neighbour per user (no attention).
             noise = torch.rand(valid.shape, generator=self.generator).masked_fill(~valid, -1.0)
             pick = noise.argmax(1)
             chosen = rows.view(b, k, -1)[torch.arange(b), pick]
-            positive = last_state(model, chosen)
+            positive = last_state(model, chosen.to(anchor.device))
         else:
             assert self.synthesis is not None
-            reps = last_state(model, rows).view(b, k, -1)
-            positive = self.synthesis(anchor, reps, valid)
+            reps = last_state(model, rows.to(anchor.device)).view(b, k, -1)
+            positive = self.synthesis(anchor, reps, valid.to(anchor.device))
         return info_nce(anchor, positive, self.opts.temperature, self.opts.similarity)
 
     def substitution_view(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -689,9 +689,10 @@ class SRACL(Enhancer):
         return substitute(inputs, self.opts.substitute_ratio, self.item_neighbours, self.generator)
 
     def intra_sequence_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        view_a = self.substitution_view(batch.inputs)
-        view_b = self.substitution_view(batch.inputs)
-        both = last_state(model, torch.cat([view_a, view_b]))
+        inputs = batch.inputs.cpu()
+        view_a = self.substitution_view(inputs)
+        view_b = self.substitution_view(inputs)
+        both = last_state(model, torch.cat([view_a, view_b]).to(batch.inputs.device))
         n = len(view_a)
         return symmetric_info_nce(both[:n], both[n:], self.opts.temperature, self.opts.similarity)
 

@@ -113,5 +113,5 @@ def represent_by_length(
         width = max(int(lengths[index].max()), 1)
         parts.append(represent(rows[index, rows.shape[1] - width :]))
     inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order))
+    inverse[order] = torch.arange(len(order), device=order.device)
     return torch.cat(parts)[inverse]

@@ -76,15 +76,22 @@ class Batch:
     extras: dict[str, object] = field(default_factory=dict)
 
     def to(self, device: torch.device) -> Batch:
-        """The batch's tensors on ``device`` (views and extras stay where the enhancer made them)."""
+        """The batch on ``device``: its tensors, every view and every tensor-valued extra (the
+        enhancer builds them on the CPU, in ``augment_batch``, before the trainer moves the batch)."""
         if device.type == "cpu":
             return self
+
+        def moved(value: object) -> object:
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+
         return replace(
             self,
             users=self.users.to(device),
             inputs=self.inputs.to(device),
             targets=self.targets.to(device),
             weights=self.weights.to(device) if self.weights is not None else None,
+            views={name: view.to(device) for name, view in self.views.items()},
+            extras={name: moved(value) for name, value in self.extras.items()},
         )
 
     def with_rows(

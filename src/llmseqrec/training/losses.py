@@ -8,6 +8,8 @@ plain ``cross_entropy(h @ E.T)`` path is memory-bound and several times slower.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -184,15 +186,16 @@ def info_nce(
             extra_negatives = F.normalize(extra_negatives, dim=-1)
     logits = anchor @ positive.T / temperature
     if extra_negatives is None and negative_weight == 1.0:
-        return F.cross_entropy(logits, torch.arange(len(anchor)))
+        return F.cross_entropy(logits, torch.arange(len(anchor), device=logits.device))
     # log(sum_j w_j exp(s_j)) with w = 1 for the positive and w_i for every negative.
     batch = len(anchor)
-    eye = torch.eye(batch, dtype=torch.bool)
-    log_w = torch.where(eye, 0.0, torch.log(torch.tensor(negative_weight)))
+    eye = torch.eye(batch, dtype=torch.bool, device=logits.device)
+    log_weight = math.log(negative_weight) if negative_weight > 0 else -math.inf
+    log_w = torch.where(eye, 0.0, log_weight)
     terms = [logits + log_w]
     if extra_negatives is not None:
         own = (anchor * extra_negatives).sum(-1, keepdim=True) / temperature
-        terms.append(own + torch.log(torch.tensor(negative_weight)))
+        terms.append(own + log_weight)
     denominator = torch.logsumexp(torch.cat(terms, dim=1), dim=1)
     return (denominator - logits.diagonal()).mean()
 
@@ -217,11 +220,12 @@ def symmetric_info_nce(
     if similarity == "cosine":
         z = F.normalize(z, dim=-1)
     sim = z @ z.T / temperature
-    drop = torch.eye(2 * n, dtype=torch.bool)
-    pair = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    device = sim.device
+    drop = torch.eye(2 * n, dtype=torch.bool, device=device)
+    pair = torch.cat([torch.arange(n, 2 * n, device=device), torch.arange(0, n, device=device)])
     if groups is not None:
-        g = torch.cat([groups, groups])
+        g = torch.cat([groups, groups]).to(device)
         same = g[:, None] == g[None, :]
-        same[torch.arange(2 * n), pair] = False
+        same[torch.arange(2 * n, device=device), pair] = False
         drop |= same
     return F.cross_entropy(sim.masked_fill(drop, float("-inf")), pair)

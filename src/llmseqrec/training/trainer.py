@@ -44,16 +44,12 @@ def build_model(
 
 
 def training_device(config: RunConfig) -> torch.device:
-    """The run's device; a one-line error for a GPU that is not there, or for a method whose
-    views and losses are still built on the CPU."""
+    """The run's device; a one-line error for a GPU that is not there. Methods build their views
+    on the CPU (``augment_batch``, before the batch moves) and keep their lookup tables there;
+    ``extra_loss`` moves what it gathers to the device of the states it is given."""
     device = torch.device(config.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={config.train.device}: torch sees no CUDA device here")
-    if device.type != "cpu" and config.method != "none":
-        raise ConfigError(
-            f"train.device={config.train.device}: only plain backbones (method none) run on a "
-            f"GPU so far; method {config.method!r} builds its views on the CPU"
-        )
     return device
 
 
