@@ -494,9 +494,10 @@ def write_cllmrec_report(args, enhancer_options) -> None:
 
 def train_one(args, config, data, label: str) -> None:
     """Train (or resume, or read back) one run; keep its record; print its test metrics."""
-    if args.max_minutes:
-        train = config.train.model_copy(update={"max_minutes": args.max_minutes})
-        config = config.model_copy(update={"train": train})
+    settings = {"max_minutes": args.max_minutes, "device": args.device}
+    settings = {key: value for key, value in settings.items() if value}
+    if settings:
+        config = config.model_copy(update={"train": config.train.model_copy(update=settings)})
     print(f"== {label} -> {run_directory(config, RUNS)}", flush=True)
     result, directory = train_run(config, data, root=RUNS, progress=False)
     keep(directory, RUNS)
@@ -513,6 +514,11 @@ def main() -> None:
     add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol)")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
+    )
     parser.add_argument("--stage", choices=["all", "score", "train"], default="all")
     parser.add_argument("--encoder-dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--encoder-max-length", type=int, default=256)

@@ -86,6 +86,8 @@ def config_for(dataset, protocol, row, seed, args, model: str | None = None):
         overrides["train"]["epochs"] = args.epochs
     if args.max_minutes:
         overrides["train"]["max_minutes"] = args.max_minutes
+    if getattr(args, "device", None):
+        overrides["train"]["device"] = args.device
     return build_run_config(dataset, model or args.model, method, protocol, overrides)
 
 
@@ -399,6 +401,11 @@ def main() -> None:
     add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap (default: protocol)")
     parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
+    )
     parser.add_argument(
         "--esr-sim-per-step",
         type=int,
