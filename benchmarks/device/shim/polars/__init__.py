@@ -1,5 +1,5 @@
 """Device-only stand-in for polars: the lent GPU machine has pyarrow but no polars, and the
-polars wheel is larger than a device call may carry (benchmarks/device/ml1m_grid.sh). Enough to
+polars wheel is larger than a device call may carry (benchmarks/device/grid.sh). Enough to
 load a prepared dataset cache (read_parquet, column access, to_numpy); anything else fails."""
 
 import pyarrow as pa
