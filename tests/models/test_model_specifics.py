@@ -98,7 +98,7 @@ def test_narm_chunked_attention_matches_unchunked(
     full.sum().backward()
     grad_full = model.a1.weight.grad.clone()
     model.zero_grad()
-    monkeypatch.setattr(narm, "_CHUNK_ELEMENTS", 3 * 10 * 32 * 3)  # 3 query rows per chunk
+    monkeypatch.setattr(narm, "_CHUNK_ELEMENTS_CPU", 3 * 10 * 32 * 3)  # 3 query rows per chunk
     chunked = model.encode(seqs)
     chunked.sum().backward()
     torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)

@@ -43,7 +43,9 @@ def test_a_gpu_asked_for_where_there_is_none_is_a_one_line_error(tiny, tmp_path)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("model,loss", [("sasrec", "ce"), ("bert4rec", "ce"), ("gru4rec", "bce")])
+@pytest.mark.parametrize(
+    "model,loss", [("sasrec", "ce"), ("bert4rec", "ce"), ("gru4rec", "bce"), ("narm", "ce")]
+)
 def test_a_backbone_trains_and_ranks_on_the_device(tiny, tmp_path, device, model, loss):
     config = _config(model, device, loss=loss, bf16=device != "cpu")
     result, directory = train_run(config, tiny, root=tmp_path, progress=False)
