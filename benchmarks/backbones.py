@@ -25,9 +25,11 @@ from run_records import (  # noqa: E402
     RECORDS,
     SEEDS,
     add_seeds_argument,
+    epoch_seconds_by_device,
     grid_seeds,
     keep,
     restore,
+    run_progress,
     seeds_to_train,
     write_report,
 )
@@ -101,22 +103,6 @@ def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
         )
 
 
-def epoch_seconds_by_device(directory: Path) -> dict[str, float]:
-    """Mean seconds per epoch on each device a run's epochs ran on, in order of first use, from
-    its log (runs logged before devices were recorded: cpu). A run moved from the CPU to a GPU
-    gets one figure per device, never their blend."""
-    log = directory / "log.jsonl"
-    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    device, seconds = "cpu", {}
-    for event in events:
-        if event.get("event") in ("start", "resume"):
-            device = event.get("device", "cpu")
-            seconds.setdefault(device, [])
-        elif event.get("event") == "epoch" and "seconds" in event:
-            seconds.setdefault(device, []).append(event["seconds"])
-    return {d: float(np.mean(s)) for d, s in seconds.items() if s} or {"cpu": float("nan")}
-
-
 def speed_note(per_seed: list[dict[str, float]]) -> str:
     """Seconds per epoch for a row: one mean when every seed ran on the CPU, else per seed and
     per device (GPU epochs are two orders faster, so a mean over both would describe neither)."""
@@ -137,20 +123,8 @@ def read_result(config) -> dict | None:
 
 def unfinished(config, metric: str) -> str | None:
     """How far an unfinished run has got (validation only: test is read once, at the end)."""
-    log = run_directory(config, RUNS) / "log.jsonl"
-    if not log.exists():
-        return None
-    epochs = [
-        json.loads(line) for line in log.read_text().splitlines() if '"event": "epoch"' in line
-    ]
-    validated = [e for e in epochs if "valid" in e]
-    if not validated:
-        return f"seed {config.train.seed}: {len(epochs)} epochs, not validated yet"
-    best = max(validated, key=lambda e: e["valid"][config.train.select_metric])
-    return (
-        f"seed {config.train.seed}: {len(epochs)} epochs so far, best validation {metric} "
-        f"{best['valid'][metric]:.4f} at epoch {best['epoch'] + 1} (test not read until it ends)"
-    )
+    progress = run_progress(run_directory(config, RUNS), config.train.select_metric, metric)
+    return f"seed {config.train.seed}: {progress}" if progress else None
 
 
 def report(bf16: bool, epochs: int | None, data_root: Path) -> str:

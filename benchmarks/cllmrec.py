@@ -36,12 +36,14 @@ from run_records import (  # noqa: E402
     ARTEFACTS,
     SEEDS,
     add_seeds_argument,
+    epoch_seconds_by_device,
     keep,
     keep_artefact,
     keep_files,
     kept_section,
     restore,
     restore_artefacts,
+    run_progress,
     seeds_to_train,
     whole_grid,
     write_report,
@@ -150,11 +152,8 @@ def read_result(config) -> dict | None:
 
 
 def run_state(config) -> str:
-    log = run_directory(config, RUNS) / "log.jsonl"
-    if not log.exists():
-        return "not run"
-    epochs = [json.loads(x) for x in log.read_text().splitlines() if '"event": "epoch"' in x]
-    return f"unfinished ({len(epochs)} epochs so far)" if epochs else "started"
+    progress = run_progress(run_directory(config, RUNS), config.train.select_metric)
+    return f"unfinished ({progress})" if progress else "not run"
 
 
 def scoring(dataset, data, model, enhancer_options) -> dict:
@@ -283,7 +282,7 @@ def report(args, enhancer_options) -> str:
         for model in args.models:
             rows, backbone = [], {}
             for variant in args.variants:
-                results, seeds, missing = [], [], []
+                results, seeds, missing, timings = [], [], [], []
                 for seed in args.seeds:
                     config = variant_config(
                         dataset, model, variant, seed, args.epochs, enhancer_options
@@ -294,6 +293,7 @@ def report(args, enhancer_options) -> str:
                         results.append(result)
                         seeds.append(seed)
                         table_seeds.add(seed)
+                        timings.append(epoch_seconds_by_device(run_directory(config, RUNS)))
                     else:
                         missing.append(f"seed {seed}: {run_state(config)}")
                 paper = PAPER.get((dataset, model, variant))
@@ -304,7 +304,12 @@ def report(args, enhancer_options) -> str:
                     )
                     continue
                 values = {m: np.array([r["test"][m] for r in results]) for m in METRICS}
-                sec = float(np.mean([r["seconds_per_epoch"] for r in results]))
+                # The ratio to the backbone compares CPU epochs only: a seed that ran on a lent GPU
+                # (100x faster) would make it meaningless.
+                cpu = [t["cpu"] for t in timings if "cpu" in t]
+                sec = float(np.mean(cpu)) if cpu else float("nan")
+                on_gpu = [str(s) for s, t in zip(seeds, timings, strict=True) if set(t) - {"cpu"}]
+                gpu_note = f"; seeds {','.join(on_gpu)} wholly or partly on a GPU" if on_gpu else ""
                 if variant == "backbone":
                     backbone = {"values": values, "seeds": seeds, "sec": sec}
                 ratio = f"{sec / backbone['sec']:.2f}x" if backbone else "-"
@@ -330,7 +335,7 @@ def report(args, enhancer_options) -> str:
                 rows.append(
                     f"| {LABEL[variant]} | {','.join(map(str, seeds))} | "
                     + " | ".join(fmt(values[m]) for m in METRICS)
-                    + f" | {sec:.0f} s ({ratio}), best epoch {epochs} | {test} | {paper_text} |"
+                    + f" | {sec:.0f} s ({ratio}; CPU epochs{gpu_note}), best epoch {epochs} | {test} | {paper_text} |"
                 )  # fmt: skip
             lines += [
                 f"### {dataset}, backbone {model}",

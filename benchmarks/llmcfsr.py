@@ -29,6 +29,7 @@ from run_records import (  # noqa: E402
     add_seeds_argument,
     keep,
     restore,
+    run_progress,
     seeds_to_train,
     whole_grid,
     write_report,
@@ -289,7 +290,17 @@ def report(args, data_root: Path) -> str:
                     seeds.append(seed)
                     table_seeds.add(seed)
             if not results:
-                body.append(f"| {label} | not run |" + " |" * (len(COLUMNS) - 2))
+                progress = []
+                for seed in SEEDS:
+                    config = config_for(dataset, protocol, row, seed, args, model)
+                    text = run_progress(run_directory(config, RUNS), config.train.select_metric)
+                    if text:
+                        progress.append(f"seed {seed}: {text}")
+                if progress:
+                    empty = " |" * (len(COLUMNS) - 3)
+                    body.append(f"| {label} | unfinished |{empty} {'; '.join(progress)} |")
+                else:
+                    body.append(f"| {label} | not run |" + " |" * (len(COLUMNS) - 2))
                 continue
             per_seed = {s: r["test"]["ndcg@10"] for s, r in zip(seeds, results, strict=True)}
             if row == "sasrec":

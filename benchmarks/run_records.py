@@ -66,6 +66,42 @@ def _finished(directory: Path) -> bool:
     return path.exists() and bool(json.loads(path.read_text()).get("finished"))
 
 
+def epoch_seconds_by_device(directory: Path) -> dict[str, float]:
+    """Mean seconds per epoch on each device a run's epochs ran on, in order of first use, from
+    its log (runs logged before devices were recorded: cpu). A run moved from the CPU to a GPU
+    gets one figure per device, never their blend."""
+    log = directory / "log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    device, seconds = "cpu", {}
+    for event in events:
+        if event.get("event") in ("start", "resume"):
+            device = event.get("device", "cpu")
+            seconds.setdefault(device, [])
+        elif event.get("event") == "epoch" and "seconds" in event:
+            seconds.setdefault(device, []).append(event["seconds"])
+    return {d: float(np.mean(s)) for d, s in seconds.items() if s} or {"cpu": float("nan")}
+
+
+def run_progress(directory: Path, select_metric: str, metric: str | None = None) -> str | None:
+    """How far an unfinished run has got, for a report's row (None: it never started). Validation
+    only: its test figure is read once, when the run ends."""
+    log = directory / "log.jsonl"
+    if not log.exists():
+        return None
+    epochs = [
+        json.loads(line) for line in log.read_text().splitlines() if '"event": "epoch"' in line
+    ]
+    validated = [e for e in epochs if "valid" in e]
+    if not validated:
+        return f"{len(epochs)} epochs, not validated yet"
+    metric = metric or select_metric
+    best = max(validated, key=lambda e: e["valid"][select_metric])
+    return (
+        f"{len(epochs)} epochs so far, best validation {metric} {best['valid'][metric]:.4f} at "
+        f"epoch {best['epoch'] + 1} (test not read until it ends)"
+    )
+
+
 def _copy(source: Path, target: Path, names: tuple[str, ...], fresh: bool = False) -> None:
     """Copy those of ``names`` that ``source`` has into ``target`` (emptied first if ``fresh``)."""
     if fresh and target.exists():

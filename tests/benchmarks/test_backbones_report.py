@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from backbones import epoch_seconds_by_device, speed_note  # noqa: E402
+from backbones import speed_note  # noqa: E402
+from run_records import epoch_seconds_by_device  # noqa: E402
 
 
 def _log(directory: Path, *events: dict) -> Path:

@@ -205,3 +205,24 @@ def test_llm_answers_accumulate_in_parts_across_machines(tmp_path):
     third = ResponseCache(tmp_path / "third.sqlite")
     assert restore_llm_answers(third, store) == 3
     assert third.get_many([parts.key("u2")])[parts.key("u2")].response == "summary 2"
+
+
+def test_run_progress_reads_validation_only_and_says_when_a_run_never_started(tmp_path):
+    from run_records import run_progress
+
+    assert run_progress(tmp_path / "never", "ndcg@10") is None
+    run = tmp_path / "run"
+    run.mkdir()
+    epochs = [
+        {"event": "start"},
+        {"event": "epoch", "epoch": 0},
+        {"event": "epoch", "epoch": 1, "valid": {"ndcg@10": 0.2, "hr@10": 0.5}},
+        {"event": "epoch", "epoch": 2, "valid": {"ndcg@10": 0.1, "hr@10": 0.6}},
+    ]
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs[:2]))
+    assert run_progress(run, "ndcg@10") == "1 epochs, not validated yet"
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    # the best epoch is chosen by the selection metric, and the other metric read at that epoch
+    assert run_progress(run, "ndcg@10", "hr@10") == (
+        "3 epochs so far, best validation hr@10 0.5000 at epoch 2 (test not read until it ends)"
+    )
