@@ -31,6 +31,7 @@ from run_records import (  # noqa: E402
     restore,
     run_progress,
     seeds_to_train,
+    with_run_settings,
     write_report,
 )
 
@@ -274,12 +275,7 @@ def main() -> None:
                 )
             )
             for model, seed, config in planned:
-                run_settings = {"max_minutes": args.max_minutes, "device": args.device}
-                run_settings = {k: v for k, v in run_settings.items() if v}
-                if run_settings:
-                    config = config.model_copy(
-                        update={"train": config.train.model_copy(update=run_settings)}
-                    )
+                config = with_run_settings(config, args)
                 print(
                     f"== {dataset} {protocol} {model} seed {seed} -> {run_directory(config, RUNS)}",
                     flush=True,

@@ -46,6 +46,7 @@ from run_records import (  # noqa: E402
     run_progress,
     seeds_to_train,
     whole_grid,
+    with_run_settings,
     write_report,
 )
 
@@ -499,10 +500,7 @@ def write_cllmrec_report(args, enhancer_options) -> None:
 
 def train_one(args, config, data, label: str) -> None:
     """Train (or resume, or read back) one run; keep its record; print its test metrics."""
-    settings = {"max_minutes": args.max_minutes, "device": args.device}
-    settings = {key: value for key, value in settings.items() if value}
-    if settings:
-        config = config.model_copy(update={"train": config.train.model_copy(update=settings)})
+    config = with_run_settings(config, args)
     print(f"== {label} -> {run_directory(config, RUNS)}", flush=True)
     result, directory = train_run(config, data, root=RUNS, progress=False)
     keep(directory, RUNS)

@@ -82,6 +82,16 @@ def epoch_seconds_by_device(directory: Path) -> dict[str, float]:
     return {d: float(np.mean(s)) for d, s in seconds.items() if s} or {"cpu": float("nan")}
 
 
+def with_run_settings(config, args: argparse.Namespace):
+    """The config with this invocation's --max-minutes and --device (neither is in a run's name,
+    so a run paused on one machine or device continues on another)."""
+    settings = {"max_minutes": args.max_minutes, "device": getattr(args, "device", None)}
+    settings = {key: value for key, value in settings.items() if value}
+    if not settings:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update=settings)})
+
+
 def run_progress(directory: Path, select_metric: str, metric: str | None = None) -> str | None:
     """How far an unfinished run has got, for a report's row (None: it never started). Validation
     only: its test figure is read once, when the run ends."""
