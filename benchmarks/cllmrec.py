@@ -53,6 +53,7 @@ from run_records import (  # noqa: E402
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.base import make_enhancer  # noqa: E402
+from llmseqrec.enhancers.cllmrec import attention_encoder_profile  # noqa: E402
 from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
@@ -194,12 +195,8 @@ def scoring_directory(data, config) -> Path | None:
         return None
     enhancer = make_enhancer("cllmrec", config.enhancer)
     enhancer.configure(config)
-    from llmseqrec.text.encoders import AttentionEncoder
-
-    encoder = AttentionEncoder(
-        enhancer.opts.encoder, device="cpu", max_length=enhancer.opts.encoder_max_length
-    )
-    return workdir / enhancer.artefact_key(data, encoder.identity, encoder.max_length)
+    profile, _ = attention_encoder_profile(enhancer.opts)
+    return workdir / enhancer.artefact_key(data, profile["identity"], profile["max_length"])
 
 
 def scoring_cost(dataset, data, model, enhancer_options) -> dict | None:

@@ -12,6 +12,17 @@
 #   .devdata/D (a copy of ../shared/data/D for each dataset D: cache keys hash the raw bytes) and
 #   cache/D/dataset (the prepared dataset). polars is not on the device and its wheel is larger
 #   than a call may carry: benchmarks/device/shim stands in for it, reading the prepared cache.
+# Method rows also need their text artefacts, made here first (the encoder, 88 MB, cannot travel;
+# model_identities.json beside this script lets the device find them by key without it):
+#   CLLMRec: nothing more (its scores are committed under benchmarks/results/artefacts);
+#   LLM-CFSR: cache/D/semantic/semantic-<fine-tuned>/embeddings.npy (Yelp 31 MB, Beauty 19 MB);
+#   LLM-ESR and LLM-CFSR w/o fine-tuning: the raw one, semantic-<raw>/embeddings.npy, and
+#   cache/D/llmesr (the neighbour lists; faiss is not on the device).
+#   The directory names are in benchmarks/results/llmcfsr.md (semantic stage table).
+# The tree plus what is carried must stay under 64 MiB: `git ls-files -z | xargs -0 du -cb`. The
+# tracked in-flight states (benchmarks/results/inflight, ~6-23 MB a run) count; move the ones a
+# call does not need out of the tree for that call (mv to /tmp, back after) and compress raw data
+# if needed. So a Yelp call carries one embedding matrix: fine-tuned rows and raw rows apart.
 # Trying it here without a GPU: SKIP_PIP=1 DEV=cpu OUT=/tmp/out bash benchmarks/device/grid.sh LIST 1
 set -u
 LIST=$1
@@ -25,6 +36,7 @@ if nvidia-cuda-mps-control -d 2>/dev/null; then
   else echo quit | nvidia-cuda-mps-control; sleep 2; echo "MPS failed, off"; fi
 else echo "no MPS"; fi
 rm -rf /tmp/logs && mkdir -p /tmp/logs
+mkdir -p cache/text && { [ -f cache/text/model_identities.json ] || cp benchmarks/device/model_identities.json cache/text/; }
 python3 -c "import sys; sys.path[:0] = ['benchmarks', 'src']; from run_records import restore, restore_artefacts; from backbones import RUNS; from llmseqrec import paths; print('restored', restore(RUNS), restore_artefacts(paths.cache_root()))" || exit 5
 start=$(date +%s)
 touch /tmp/marker

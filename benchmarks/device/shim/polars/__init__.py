@@ -28,6 +28,9 @@ class DataFrame:
     def __getitem__(self, name: str) -> Series:
         return Series(self._table.column(name), name)
 
+    def get_column(self, name: str) -> Series:
+        return self[name]
+
     @property
     def height(self) -> int:
         return self._table.num_rows
