@@ -19,10 +19,12 @@
 #   LLM-ESR and LLM-CFSR w/o fine-tuning: the raw one, semantic-<raw>/embeddings.npy, and
 #   cache/D/llmesr (the neighbour lists; faiss is not on the device).
 #   The directory names are in benchmarks/results/llmcfsr.md (semantic stage table).
-# The tree plus what is carried must stay under 64 MiB: `git ls-files -z | xargs -0 du -cb`. The
-# tracked in-flight states (benchmarks/results/inflight, ~6-23 MB a run) count; move the ones a
-# call does not need out of the tree for that call (mv to /tmp, back after) and compress raw data
-# if needed. So a Yelp call carries one embedding matrix: fine-tuned rows and raw rows apart.
+# The tree plus what is carried must stay under 64 MiB: check with benchmarks/device/budget.sh.
+# Tracked in-flight states (benchmarks/results/inflight, ~6-23 MB a run) and other datasets'
+# finished runs count; benchmarks/device/aside.sh moves what a call does not need out of the
+# tree for that call and back after. Raw data may travel as .devdata/D.tar.xz (tar cJf
+# .devdata/D.tar.xz -C ../shared/data D: Yelp 8.1 -> 2.2 MB); it is unpacked here. A Yelp call
+# carries one embedding matrix (31 MB): the fine-tuned rows and the raw rows are two calls.
 # Trying it here without a GPU: SKIP_PIP=1 DEV=cpu OUT=/tmp/out bash benchmarks/device/grid.sh LIST 1
 set -u
 LIST=$1
@@ -36,6 +38,7 @@ if nvidia-cuda-mps-control -d 2>/dev/null; then
   else echo quit | nvidia-cuda-mps-control; sleep 2; echo "MPS failed, off"; fi
 else echo "no MPS"; fi
 rm -rf /tmp/logs && mkdir -p /tmp/logs
+for a in .devdata/*.tar.xz; do [ -e "$a" ] && tar xJf "$a" -C .devdata; done
 mkdir -p cache/text && { [ -f cache/text/model_identities.json ] || cp benchmarks/device/model_identities.json cache/text/; }
 python3 -c "import sys; sys.path[:0] = ['benchmarks', 'src']; from run_records import restore, restore_artefacts; from backbones import RUNS; from llmseqrec import paths; print('restored', restore(RUNS), restore_artefacts(paths.cache_root()))" || exit 5
 start=$(date +%s)
