@@ -35,11 +35,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
+    epoch_seconds_by_device,
     keep,
     kept_section,
     llm_answers_travel,
     restore,
     seeds_to_train,
+    with_run_settings,
     write_report,
 )
 
@@ -120,11 +122,10 @@ def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
         overrides["train"]["epochs"] = args.epochs
     if method == "sracl" and args.cs_sample and options.get("use_cs", True):
         overrides["enhancer"] = {**overrides["enhancer"], "cs_sample": args.cs_sample}
-    if args.max_minutes:
-        overrides["train"]["max_minutes"] = args.max_minutes
     if args.patience:
         overrides["train"]["patience"] = args.patience
-    return build_run_config(dataset, model, method, protocol="p-cl", overrides=overrides)
+    config = build_run_config(dataset, model, method, protocol="p-cl", overrides=overrides)
+    return with_run_settings(config, args)
 
 
 def run_line(
@@ -141,11 +142,11 @@ def run_line(
     )
 
 
-def ensure_prepared(name: str):
+def ensure_prepared(name: str, data_root: Path = ROOT.parent / "shared" / "data"):
     try:
         return load(name)
     except ConfigError:
-        return prepare_preset(name, ROOT.parent / "shared" / "data")
+        return prepare_preset(name, data_root)
 
 
 def read_result(config) -> dict | None:
@@ -347,13 +348,22 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
         def get(key: str, results: list[dict] = results) -> list[float]:
             return [r["test"][key] for r in results]
 
-        epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for r in results)
+        epochs = ", ".join(
+            f"{r['epochs_run']} ({r['best_epoch'] + 1}){where_it_ran(make_config(dataset, row, seed, args))}"
+            for r, seed in zip(results, seeds, strict=True)
+        )
         lines.append(
             f"| {LABEL[row]} | {','.join(map(str, seeds))} | {epochs} | {fmt(get('hr@10'))} | "
             f"{fmt(get('ndcg@10'))} | {fmt(get('hr@20'))} | {fmt(get('ndcg@20'))} | {paper_text} |"
         )
     lines.append("")
     return lines, proto
+
+
+def where_it_ran(config) -> str:
+    """'' for a run wholly on the CPU, else the devices its epochs ran on (a lent GPU)."""
+    devices = epoch_seconds_by_device(run_directory(config, RUNS))
+    return "" if set(devices) == {"cpu"} else f" on {'+'.join(devices)}"
 
 
 def report(args: argparse.Namespace) -> None:
@@ -364,7 +374,8 @@ def report(args: argparse.Namespace) -> None:
         "`runs/`. Every figure: leave-one-out, full ranking over all items, history NOT masked, "
         "max len 20, d=64, 2 layers, 2 heads, dropout 0.5, Adam lr 1e-3, batch 256, CE loss, "
         "selection on validation NDCG@10 (patience as stated per table); test read once per run. "
-        "Mean ± sample sd over the seeds listed. Machine: 2 shared CPU cores, no GPU. "
+        "Mean ± sample sd over the seeds listed. Machine: 2 shared CPU cores (1 thread per "
+        "run), except where a row's epochs say they ran on a GPU. "
         f"SRA-CL rows: k = 10 neighbours, the cross-sequence positive synthesised from "
         f"{args.cs_sample or 'all'} of them per step (the paper: all); raw-text rows: items "
         "embedded from their own text, users as the mean of their training items' embeddings.",
@@ -426,6 +437,12 @@ def main() -> None:
     add_seeds_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200)")
     parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
+    )
     parser.add_argument(
         "--patience", type=int, default=None, help="early-stop patience (default 10)"
     )
@@ -481,7 +498,7 @@ def main() -> None:
         return
     if not args.report_only:
         for dataset in datasets:
-            data = ensure_prepared(dataset)
+            data = ensure_prepared(dataset, Path(args.data))
             for row in args.rows.split(","):
                 multi = row.replace("-gru4rec", "") in MULTI_SEED and row != "sracl-gru4rec"
                 seeds = seeds_to_train(args, multi)
