@@ -23,6 +23,8 @@ def test_a_run_for_one_row_reports_every_row_dataset_and_seed(monkeypatch, tmp_p
     monkeypatch.setattr(llmcfsr, "read_result", read_result)
     monkeypatch.setattr(llmcfsr, "prepare_preset", no_data)
     monkeypatch.setattr(llmcfsr, "timing_lines", lambda datasets: [])
+    # Runs in progress under the real runs/ would show as unfinished rows: none here.
+    monkeypatch.setattr(llmcfsr, "RUNS", tmp_path / "runs")
     args = argparse.Namespace(
         datasets=["beauty"], protocols=["p-cl"], rows=["llmcfsr"], seeds=[42], model="sasrec",
         epochs=None, esr_sim_per_step=None, max_minutes=None,
