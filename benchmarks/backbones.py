@@ -31,6 +31,7 @@ from run_records import (  # noqa: E402
     restore,
     run_progress,
     seeds_to_train,
+    speed_note,
     with_run_settings,
     write_report,
 )
@@ -102,16 +103,6 @@ def configs(dataset, protocol, model, seeds, bf16, epochs, buckets=False):
             seed,
             build_run_config(dataset, base_model, protocol=protocol, overrides=overrides),
         )
-
-
-def speed_note(per_seed: list[dict[str, float]]) -> str:
-    """Seconds per epoch for a row: one mean when every seed ran on the CPU, else per seed and
-    per device (GPU epochs are two orders faster, so a mean over both would describe neither)."""
-    if all(list(timing) == ["cpu"] for timing in per_seed):
-        mean = np.mean([timing["cpu"] for timing in per_seed])
-        return f"{mean:.1f} s/epoch (1 thread, shared machine)"
-    seeds = [" + ".join(f"{sec:.1f} {device}" for device, sec in t.items()) for t in per_seed]
-    return "s/epoch per seed " + " / ".join(seeds)
 
 
 def read_result(config) -> dict | None:

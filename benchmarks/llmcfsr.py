@@ -27,10 +27,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import (  # noqa: E402
     SEEDS,
     add_seeds_argument,
+    epoch_seconds_by_device,
     keep,
     restore,
     run_progress,
     seeds_to_train,
+    speed_note,
     whole_grid,
     write_report,
 )
@@ -320,12 +322,19 @@ def report(args, data_root: Path) -> str:
                 lambda r: r["test_groups"]["user_length"].get("[0,4)", {}).get("ndcg@10", np.nan)
             )
             hr = col(lambda r, m=metric: r["test"][m])
-            sec = np.mean([r["seconds_per_epoch"] for r in results])
+            speed = speed_note(
+                [
+                    epoch_seconds_by_device(
+                        run_directory(config_for(dataset, protocol, row, s, args, model), RUNS)
+                    )
+                    for s in seeds
+                ]
+            )
             epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
             body.append(
                 f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "
                 f"{fmt(short)} | {vs_backbone} | {vs_llmesr} | {','.join(map(str, seeds))} | best epoch {epochs}, "
-                f"{sec:.0f} s/epoch |"
+                f"{speed} |"
             )
             plot_data.setdefault((dataset, protocol, model), {})[label] = {
                 "all": overall.mean(),

@@ -82,6 +82,16 @@ def epoch_seconds_by_device(directory: Path) -> dict[str, float]:
     return {d: float(np.mean(s)) for d, s in seconds.items() if s} or {"cpu": float("nan")}
 
 
+def speed_note(per_seed: list[dict[str, float]]) -> str:
+    """Seconds per epoch for a row: one mean when every seed ran on the CPU, else per seed and
+    per device (GPU epochs are two orders faster, so a mean over both would describe neither)."""
+    if all(list(timing) == ["cpu"] for timing in per_seed):
+        mean = np.mean([timing["cpu"] for timing in per_seed])
+        return f"{mean:.1f} s/epoch (1 thread, shared machine)"
+    seeds = [" + ".join(f"{sec:.1f} {device}" for device, sec in t.items()) for t in per_seed]
+    return "s/epoch per seed " + " / ".join(seeds)
+
+
 def with_run_settings(config, args: argparse.Namespace):
     """The config with this invocation's --max-minutes and --device (neither is in a run's name,
     so a run paused on one machine or device continues on another)."""
