@@ -32,6 +32,7 @@ from run_records import (  # noqa: E402
     run_progress,
     seeds_to_train,
     speed_note,
+    staged,
     with_run_settings,
     write_report,
 )
@@ -186,7 +187,8 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
                 f"| {model} | {fmt(a)} | {fmt(b)} | {','.join(map(str, seeds))} | {anchor_text} | {gap} | {recipe}{engine}; best epoch {epochs_run}, {speed_note(where)}; {dirs[0]} |"
             )
         if first is not None:
-            meta = prepare_preset(dataset, data_root).metadata
+            data = staged(dataset, data_root)
+            meta = data.metadata if data is not None else {}
             lines += [
                 f"## {dataset} under `{protocol}`",
                 "",

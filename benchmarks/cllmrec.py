@@ -45,6 +45,7 @@ from run_records import (  # noqa: E402
     restore_artefacts,
     run_progress,
     seeds_to_train,
+    staged,
     whole_grid,
     with_run_settings,
     write_report,
@@ -240,9 +241,9 @@ def report(args, enhancer_options) -> str:
         "",
     ]
     for dataset in args.datasets:
-        data = prepare_preset(dataset, Path(args.data))
+        data = staged(dataset, Path(args.data))
         lines += [f"## {dataset}", ""]
-        cost = scoring_cost(dataset, data, args.models[0], enhancer_options)
+        cost = scoring_cost(dataset, data, args.models[0], enhancer_options) if data else None
         scoring_lines = ["Scoring step: not run.", ""]
         if cost:
             rate = cost["users_scored"] / max(cost["seconds"], 1e-9)
@@ -345,7 +346,7 @@ def report(args, enhancer_options) -> str:
             ]  # fmt: skip
         if first is not None:
             lines += [
-                f"Protocol: {protocol_line(first, data.metadata, seeds=sorted(table_seeds) or None)}",
+                f"Protocol: {protocol_line(first, data.metadata if data else {}, seeds=sorted(table_seeds) or None)}",
                 "",
             ]
     lines += sweep_section(args, enhancer_options)

@@ -33,6 +33,7 @@ from run_records import (  # noqa: E402
     run_progress,
     seeds_to_train,
     speed_note,
+    staged,
     whole_grid,
     write_report,
 )
@@ -344,10 +345,8 @@ def report(args, data_root: Path) -> str:
             }
         if first is None or (model != BACKBONES[0] and not table_seeds):
             continue
-        try:
-            meta = prepare_preset(dataset, data_root).metadata
-        except Exception:  # report even where the data is not staged here
-            meta = {}
+        data = staged(dataset, data_root)
+        meta = data.metadata if data is not None else {}
         groups = ""
         r0 = next(
             (

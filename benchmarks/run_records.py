@@ -92,6 +92,18 @@ def speed_note(per_seed: list[dict[str, float]]) -> str:
     return "s/epoch per seed " + " / ".join(seeds)
 
 
+def staged(dataset: str, data_root: Path):
+    """The prepared dataset, or None where it is not staged: a report written on a machine that
+    holds only some datasets (a lent GPU gets the ones its runs need) covers the rest from the
+    run records alone, and --report-only at home fills in what needs the data."""
+    from llmseqrec.data.prepare import prepare_preset
+
+    try:
+        return prepare_preset(dataset, data_root)
+    except Exception:  # missing files, or the device's polars stand-in cannot read raw data
+        return None
+
+
 def with_run_settings(config, args: argparse.Namespace):
     """The config with this invocation's --max-minutes and --device (neither is in a run's name,
     so a run paused on one machine or device continues on another)."""

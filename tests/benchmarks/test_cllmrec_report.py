@@ -19,7 +19,7 @@ def test_a_run_for_one_model_reports_every_model_dataset_and_seed(monkeypatch, t
 
     monkeypatch.setattr(cllmrec, "read_result", read_result)
     monkeypatch.setattr(cllmrec, "run_state", lambda config: "not run")
-    monkeypatch.setattr(cllmrec, "prepare_preset", lambda *_: SimpleNamespace(metadata={}))
+    monkeypatch.setattr(cllmrec, "staged", lambda *_: SimpleNamespace(metadata={}))
     monkeypatch.setattr(cllmrec, "scoring_cost", lambda *_: None)
     monkeypatch.setattr(cllmrec, "COST", tmp_path / "absent.json")
     args = argparse.Namespace(
@@ -35,6 +35,22 @@ def test_a_run_for_one_model_reports_every_model_dataset_and_seed(monkeypatch, t
     }
     assert {seed for *_, seed in asked} == set(cllmrec.SEEDS)
     assert args.models == ["lrurec"]
+
+
+def test_the_report_covers_datasets_not_staged_on_this_machine(monkeypatch, tmp_path):
+    # A lent GPU gets only the data its runs need: the report written there after a run used
+    # to stop the process trying to prepare the others.
+    monkeypatch.setattr(cllmrec, "read_result", lambda config: None)
+    monkeypatch.setattr(cllmrec, "run_state", lambda config: "not run")
+    monkeypatch.setattr(cllmrec, "COST", tmp_path / "absent.json")
+    args = argparse.Namespace(
+        data=str(tmp_path / "nothing-staged"), datasets=["ml-1m"], models=["lrurec"],
+        variants=["cllmrec"], seeds=[42], epochs=None,
+    )  # fmt: skip
+    text = cllmrec.report(args, {})
+    for dataset in cllmrec.DATASETS:
+        assert f"### {dataset}, backbone lrurec" in text
+    assert "Scoring step" in text  # kept in git, or "not run"
 
 
 def test_sweep_points_are_reported_with_the_validation_figure_they_are_chosen_on(
