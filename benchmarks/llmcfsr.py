@@ -283,7 +283,7 @@ def report(args, data_root: Path) -> str:
         llmesr: dict[int, float] = {}  # seed -> LLM-ESR's, LLM-CFSR's baseline
         for row in args.rows:
             label = ROWS[row][0] if row != "sasrec" else model
-            results, seeds = [], []
+            results, seeds, run_dirs = [], [], []
             for seed in SEEDS:  # every finished seed, main row or not
                 config = config_for(dataset, protocol, row, seed, args, model)
                 first = first or config
@@ -291,6 +291,7 @@ def report(args, data_root: Path) -> str:
                 if result:
                     results.append(result)
                     seeds.append(seed)
+                    run_dirs.append(run_directory(config, RUNS))
                     table_seeds.add(seed)
             if not results:
                 progress = []
@@ -323,14 +324,7 @@ def report(args, data_root: Path) -> str:
                 lambda r: r["test_groups"]["user_length"].get("[0,4)", {}).get("ndcg@10", np.nan)
             )
             hr = col(lambda r, m=metric: r["test"][m])
-            speed = speed_note(
-                [
-                    epoch_seconds_by_device(
-                        run_directory(config_for(dataset, protocol, row, s, args, model), RUNS)
-                    )
-                    for s in seeds
-                ]
-            )
+            speed = speed_note([epoch_seconds_by_device(d) for d in run_dirs])
             epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
             body.append(
                 f"| {label} | {fmt(hr)} | {fmt(overall)} | {fmt(tail)} | {fmt(head)} | "

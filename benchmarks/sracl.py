@@ -327,7 +327,7 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
     ]
     proto = None
     for row in ALL_ROWS:
-        results, seeds = [], []
+        results, seeds, configs = [], [], []
         for seed in SEEDS:
             try:
                 config = make_config(dataset, row, seed, args)
@@ -337,6 +337,7 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
             if result:
                 results.append(result)
                 seeds.append(seed)
+                configs.append(config)
                 proto = proto or result["protocol"]
         paper = PAPER.get(dataset, {}).get(row)
         paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "not in our notes"
@@ -349,8 +350,8 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
             return [r["test"][key] for r in results]
 
         epochs = ", ".join(
-            f"{r['epochs_run']} ({r['best_epoch'] + 1}){where_it_ran(make_config(dataset, row, seed, args))}"
-            for r, seed in zip(results, seeds, strict=True)
+            f"{r['epochs_run']} ({r['best_epoch'] + 1}){where_it_ran(config)}"
+            for r, config in zip(results, configs, strict=True)
         )
         lines.append(
             f"| {LABEL[row]} | {','.join(map(str, seeds))} | {epochs} | {fmt(get('hr@10'))} | "
