@@ -86,23 +86,41 @@ def test_hstu_relative_bias_is_toeplitz(make_small_model: Callable[..., Backbone
         assert torch.diagonal(bias, d).unique().numel() == 1
 
 
-def test_narm_chunked_attention_matches_unchunked(
-    make_small_model: Callable[..., Backbone], monkeypatch: pytest.MonkeyPatch
+def _dense_local_context(q, k, h, valid, v):
+    """NARM's local context as the paper writes it: one [B, L, L, d] tensor, plain autograd."""
+    length = q.size(1)
+    allowed = torch.ones(length, length).tril().bool() & valid[:, None, :]
+    scores = torch.sigmoid(q.unsqueeze(2) + k.unsqueeze(1)) @ v
+    return (scores * allowed) @ h
+
+
+@pytest.mark.parametrize("group_rows,chunk_elements", [(8, 1 << 20), (2, 3 * 10 * 4 * 3)])
+def test_narm_local_context_matches_dense_reference(
+    monkeypatch: pytest.MonkeyPatch, group_rows: int, chunk_elements: int
 ) -> None:
+    """The grouped, chunked, hand-differentiated local context equals the dense formula in value
+    and in every gradient, on ragged left-padded rows (one of them empty)."""
     import llmseqrec.models.narm as narm
 
-    model = make_small_model("narm").eval()
-    seqs = torch.randint(1, 21, (3, 10))
-    seqs[0, :4] = 0
-    full = model.encode(seqs)
-    full.sum().backward()
-    grad_full = model.a1.weight.grad.clone()
-    model.zero_grad()
-    monkeypatch.setattr(narm, "_CHUNK_ELEMENTS_CPU", 3 * 10 * 32 * 3)  # 3 query rows per chunk
-    chunked = model.encode(seqs)
-    chunked.sum().backward()
-    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(model.a1.weight.grad, grad_full, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(narm, "_GROUP_ROWS", group_rows)
+    monkeypatch.setattr(narm, "_CHUNK_ELEMENTS_CPU", chunk_elements)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([10, 0, 3, 7, 1, 10, 5])
+    valid = torch.arange(10)[None, :] >= 10 - lengths[:, None]
+    inputs = [torch.randn(7, 10, 4, generator=generator, requires_grad=True) for _ in range(3)]
+    v = torch.randn(4, generator=generator, requires_grad=True)
+    weight = torch.randn(7, 10, 4, generator=generator)
+
+    results = []
+    for fn in (_dense_local_context, narm.local_context):
+        out = fn(*inputs, valid, v)
+        grads = torch.autograd.grad((out * weight).sum(), [*inputs, v])
+        results.append((out, grads))
+    (dense, dense_grads), (ours, our_grads) = results
+    torch.testing.assert_close(ours, dense, atol=1e-5, rtol=1e-5)
+    assert ours[~valid].abs().max() == 0  # a row's context starts with the row
+    for ours_grad, dense_grad in zip(our_grads, dense_grads, strict=True):
+        torch.testing.assert_close(ours_grad, dense_grad, atol=1e-5, rtol=1e-5)
 
 
 def test_sasrec_plus_options_stay_padding_invariant(
