@@ -70,12 +70,10 @@ class _LocalContext(torch.autograd.Function):
         grad_v = torch.zeros_like(v)
         for s in range(0, length, ctx.chunk):
             e = min(s + ctx.chunk, length)
-            gate, scores = _block_scores(q, k, valid, causal, v, s, e)
+            gate, scores, allowed = _block_scores(q, k, valid, causal, v, s, e)
             go = grad_out[:, s:e]
             grad_h[:, :e] += torch.bmm(scores.transpose(1, 2), go)
-            grad_scores = torch.bmm(go, h[:, :e].transpose(1, 2)).mul_(
-                causal[s:e, :e] * valid[:, None, :e]
-            )
+            grad_scores = torch.bmm(go, h[:, :e].transpose(1, 2)).mul_(allowed)
             grad_v += grad_scores.reshape(1, -1).mm(gate.reshape(-1, d)).squeeze(0)
             grad_pre = torch.ops.aten.sigmoid_backward(grad_scores.unsqueeze(-1) * v, gate)
             grad_q[:, s:e] = grad_pre.sum(2)
@@ -83,14 +81,17 @@ class _LocalContext(torch.autograd.Function):
         return grad_q, grad_k, grad_h, None, grad_v, None
 
 
-def _block_scores(q, k, valid, causal, v, s: int, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_scores(
+    q, k, valid, causal, v, s: int, e: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Query rows ``s:e`` against keys ``< e`` (later keys are masked by causality anyway):
-    the gate ``sigmoid(q_t + k_j)`` and the masked scores ``alpha_tj`` (additive and
-    unnormalised, as in the paper)."""
+    the gate ``sigmoid(q_t + k_j)``, the masked scores ``alpha_tj`` (additive and
+    unnormalised, as in the paper) and the mask itself."""
     gate = (q[:, s:e, None, :] + k[:, None, :e, :]).sigmoid_()
     d = gate.size(-1)
     scores = gate.reshape(-1, d).mv(v).view(gate.shape[:3])
-    return gate, scores.mul_(causal[s:e, :e] * valid[:, None, :e])
+    allowed = causal[s:e, :e] * valid[:, None, :e]
+    return gate, scores.mul_(allowed), allowed
 
 
 # Rows of a batch are sorted by length and attended in groups of this many, each cut to its
