@@ -361,16 +361,16 @@ def report(args, datasets) -> str:
         ),
         "",
     ]
-    if missing or not args.sweeps:
-        lines += ["## Not run for this report", ""]
-        if missing:
-            lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
-        if not args.sweeps:
-            lines.append(
-                "- M and beta sweeps (`--sweeps`); the ablation rows w/o CCG/ARV/RCS/Reason/WD."
-            )
-        lines.append("- rows marked 'not run' above, including unfinished (paused) runs.")
-        lines.append("")
+    # Finished sweep rows are listed without --sweeps, so the flag cannot say what has run.
+    lines += ["## Not run for this report", ""]
+    if missing:
+        lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
+    lines.append(
+        "- M and beta sweeps for tables without `LLM-free M=` / `LLM-free beta=` rows "
+        "(`--sweeps` runs them); the ablation rows w/o CCG/ARV/RCS/Reason/WD."
+    )
+    lines.append("- rows marked 'not run' above, including unfinished (paused) runs.")
+    lines.append("")
     lines += ["## Reading (computed from the rows above)", ""]
     lines += reading or ["- no pair of finished runs to compare yet."]
     lines += [
