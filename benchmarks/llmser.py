@@ -65,10 +65,21 @@ PAPER = {  # LLMSeR paper Table 1, Yelp (HR@10 / NDCG@10)
 }
 GROUPS = {"short (0,4)": (0, 4), "medium [4,6)": (4, 6), "long [6,inf)": (6, np.inf)}
 STAGE = {"offline_model": "sasrec", "chunk_users": 16}
+# The chat model of the LLM rows: the packaged SmolLM2 through transformers in bf16, answers held
+# to the stage's grammars by llguidance; 1.89x llama.cpp's 16 slots on this project's 2-core AMX
+# CPU (benchmarks/results/llm_backends.md). --llm-backend llamacpp sets {} (the llama.cpp stage).
+LLM_BACKENDS = {
+    "transformers": {"backend": "transformers", "dtype": "bfloat16", "batch_size": 16,
+                     "context_length": 2048},
+    "llamacpp": {},
+}  # fmt: skip
+LLM_CHAT: dict = LLM_BACKENDS["transformers"]
 
 
 def llmser_options(llm_users: int | None, **extra) -> dict:
     options = {**STAGE, **extra}
+    if options.get("llm", True) and LLM_CHAT:
+        options["chat"] = dict(LLM_CHAT)  # LLM-free rows keep no chat options (and their hash)
     if llm_users is not None:
         options["llm_users"] = llm_users
     return options
@@ -625,9 +636,17 @@ def main() -> None:
         default="0/1",
         help="--stage: build only chunks k mod n (k/n), one process each",
     )
-    parser.add_argument("--llm-threads", type=int, default=None, help="--stage: llama.cpp threads")
+    parser.add_argument("--llm-threads", type=int, default=None, help="--stage: LLM CPU threads")
+    parser.add_argument(
+        "--llm-backend",
+        choices=sorted(LLM_BACKENDS),
+        default="transformers",
+        help="chat backend of the LLM stage and rows (each has its own stage directory)",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    global LLM_CHAT
+    LLM_CHAT = LLM_BACKENDS[args.llm_backend]
     restore(RUNS)  # finished runs kept in git: skipped, not retrained
     restore_artefacts(paths.cache_root())  # offline models, pools and LLM chunks of the stages
     args.datasets = args.datasets.split(",")

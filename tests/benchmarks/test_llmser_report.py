@@ -51,3 +51,9 @@ def test_finished_sweep_rows_stay_in_a_report_written_without_sweeps(monkeypatch
     text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
     assert "| sasrec | LLM-free M=2 | 0.7000 |" in text
     assert "LLM-free M=4" not in text  # unfinished sweep rows only with --sweeps
+
+
+def test_llm_rows_name_their_chat_backend_and_llm_free_rows_keep_their_hash():
+    assert "chat" not in llmser.llmser_options(None, llm=False)  # finished runs stay matched
+    assert llmser.llmser_options(None)["chat"]["backend"] == "transformers"
+    assert llmser.llmser_options(8)["chat"]["dtype"] == "bfloat16"

@@ -258,6 +258,22 @@ def test_real_llm_on_a_handful_of_users(tiny, home, tmp_path):
     assert Path(enhancer.artefact_dir / "chunks").is_dir()
 
 
+def test_transformers_backend_answers_inside_the_grammar(tiny, home, tmp_path):
+    """The packaged SmolLM2 through transformers gets the stage's GBNF grammar (llguidance
+    masks), not the looser JSON schema: every SNF/ARV answer parses and names pool items."""
+    chat = {"backend": "transformers", "device": "cpu", "batch_size": 2, "context_length": 2048}
+    options = {**FAST, "llm_users": 2, "chunk_users": 2, "chat": chat}
+    enhancer = LLMSeR(options)
+    enhancer.configure(config(enhancer=options))
+    enhancer.prepare(tiny, tmp_path / "llmser")
+    cost = json.loads((enhancer.artefact_dir / "cost.json").read_text())
+    assert cost["calls"] == 4 and cost["llm_failures"] == 0
+    assert cost["chat_model"].endswith(("@bfloat16", "@float32"))
+    for u in range(2):
+        p = enhancer.pseudo_items[enhancer.pseudo_offsets[u] : enhancer.pseudo_offsets[u + 1]]
+        assert len(p) == 12 and set(p.tolist()) <= set(enhancer.candidates[u].tolist())
+
+
 class PromptKeyedBackend(FakeBackend):
     """Answers depend on the prompt only, not on call order: sharded and whole runs agree."""
 

@@ -1,13 +1,15 @@
 """The transformers backend on a real (tiny, randomly initialised) Llama saved to disk with the
 packaged MiniLM tokenizer: no hub access, seconds on CPU, exercises batching and caching."""
 
+import json
 import shutil
 
 import pytest
 import torch
 
-from llmseqrec.text.llm import ChatConfig, ChatModel
-from llmseqrec.text.locate import packaged_minilm
+from llmseqrec.errors import ConfigError
+from llmseqrec.text.llm import ChatConfig, ChatModel, resolve_dtype
+from llmseqrec.text.locate import packaged_gguf, packaged_minilm
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +55,105 @@ def test_batched_equals_one_at_a_time_and_reruns_from_cache(tiny_llama_dir, tmp_
     rerun = ChatModel(config, cache_path=tmp_path / "a.sqlite")
     assert rerun.generate(prompts, max_tokens=4) == answers
     assert rerun.usage.calls == 0 and rerun.backend._model is None
+
+
+@pytest.fixture(scope="module")
+def tiny_bpe_llama_dir(tmp_path_factory):
+    """A random tiny Llama with SmolLM2's byte-level BPE tokenizer (what llguidance reads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmseqrec.text.llm import gguf_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bpe-llama")
+    tokenizer = gguf_tokenizer(str(packaged_gguf()))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_grammars_need_a_tokenizer_llguidance_reads(tiny_llama_dir, tmp_path):
+    chat = ChatModel(
+        ChatConfig(backend="transformers", model=str(tiny_llama_dir), device="cpu"),
+        cache_path=tmp_path / "w.sqlite",
+    )
+    with pytest.raises(ConfigError, match="byte-level BPE"):
+        chat.generate(["soap"], max_tokens=4, grammar='root ::= "yes" | "no"')
+
+
+def test_grammar_holds_every_answer_of_a_random_model(tiny_bpe_llama_dir, tmp_path):
+    # Random weights answer garbage; the llguidance mask must still keep each answer inside.
+    prompts = ["rose shampoo", "a much longer prompt about red nail polish and lotion", "soap"]
+    chat = ChatModel(
+        ChatConfig(
+            backend="transformers", model=str(tiny_bpe_llama_dir), batch_size=2, device="cpu"
+        ),
+        cache_path=tmp_path / "c.sqlite",
+    )
+    answers = chat.generate(prompts, max_tokens=8, grammar='root ::= "yes" | "no"')
+    assert set(answers) <= {"yes", "no"} and len(answers) == 3
+    schema = {
+        "type": "object",
+        "properties": {"item": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["item"],
+        "additionalProperties": False,
+    }
+    for answer in chat.generate(prompts, max_tokens=24, json_schema=schema):
+        assert 1 <= json.loads(answer)["item"] <= 9
+
+
+def test_a_broken_grammar_is_one_clear_error(tiny_bpe_llama_dir, tmp_path):
+    chat = ChatModel(
+        ChatConfig(backend="transformers", model=str(tiny_bpe_llama_dir), device="cpu"),
+        cache_path=tmp_path / "d.sqlite",
+    )
+    with pytest.raises(ConfigError, match="answer grammar"):
+        chat.generate(["soap"], max_tokens=4, grammar='root ::= "yes" | undefined_rule')
+
+
+def test_weight_type_is_resolved_and_part_of_the_identity(tiny_llama_dir):
+    assert resolve_dtype("auto", "cuda") == "float16"
+    assert resolve_dtype("float32", "cpu") == "float32"
+    assert resolve_dtype("auto", "cpu") in ("bfloat16", "float32")
+    names = {
+        ChatModel(
+            ChatConfig(backend="transformers", model=str(tiny_llama_dir), device="cpu", dtype=d),
+            use_cache=False,
+        ).identity
+        for d in ("float32", "bfloat16")
+    }
+    assert len(names) == 2 and all(n.startswith(tiny_llama_dir.name) for n in names)
+
+
+def test_packaged_smollm2_answers_the_llmser_grammar(tmp_path):
+    # The default model through transformers (dequantised GGUF), held to LLMSeR's SNF grammar:
+    # only candidate numbers, at most M of them, compact JSON.
+    from llmseqrec.enhancers.llmser import snf_grammar
+
+    chat = ChatModel(
+        ChatConfig(backend="transformers", device="cpu", batch_size=2),
+        cache_path=tmp_path / "e.sqlite",
+    )
+    assert chat.identity.startswith(packaged_gguf().name)
+    prompt = (
+        "Candidates:\n1. stapler\n2. printer paper\n3. red pen\n4. desk lamp\n"
+        'Pick up to 3 candidates the user bought before. Answer {"items": [numbers]}.'
+    )
+    answers = chat.generate(
+        [prompt, prompt + " Think."], max_tokens=40, grammar=snf_grammar(False, 3, 4)
+    )
+    for answer in answers:
+        items = json.loads(answer)["items"]
+        assert 1 <= len(items) <= 3 and set(items) <= {1, 2, 3, 4}

@@ -367,8 +367,10 @@ def arv_grammar(reason: bool, n_candidates: int) -> str:
 
 
 def constraint(backend: str, schema: dict[str, Any], grammar: str) -> dict[str, Any]:
-    """llama.cpp in-process: a GBNF grammar; other backends: the JSON schema."""
-    return {"grammar": grammar} if backend == "llamacpp" else {"json_schema": schema}
+    """In-process backends: the compact GBNF grammar; a server (openai): the JSON schema."""
+    return (
+        {"grammar": grammar} if backend in ("llamacpp", "transformers") else {"json_schema": schema}
+    )
 
 
 # ---------------------------------------------------------------- enhancer

@@ -8,8 +8,9 @@ Backends
   backoff on 429 / 5xx / timeouts / dropped connections. The key is read from the
   environment variable *named* in the config at request time: it is never stored, logged or
   part of a cache key.
-- ``transformers``: a local Hugging Face causal LM directory (or a GGUF file, which
-  transformers dequantises), batched, on the GPU when one is present.
+- ``transformers``: a local Hugging Face causal LM directory or a GGUF file (default: the
+  packaged SmolLM2, which transformers dequantises), batched, on the GPU when one is present,
+  bf16 on CPUs with native bf16; grammars and JSON schemas enforced by llguidance masks.
 
 Every answer is written to the cache the moment it arrives; ``generate`` asks the backend
 only for prompts the cache does not hold, so a rerun of a finished stage makes zero calls and
@@ -37,8 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmseqrec.errors import ConfigError
 from llmseqrec.text.cache import CacheKeyParts, ResponseCache, UsageCounters
+from llmseqrec.text.constrained import GrammarMask, compile_grammar, guidance_tokenizer
 from llmseqrec.text.errors import LlmRequestError, ModelNotFoundError
-from llmseqrec.text.locate import model_fingerprint, offline_hub, require_path
+from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_gguf, require_path
 from llmseqrec.text.requant import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,9 @@ class GenerationParams(BaseModel):
     json_schema: dict[str, Any] | None = Field(
         None, description="constrain the answer to this JSON schema where the backend supports it"
     )
-    grammar: str | None = Field(None, description="a GBNF grammar (llama.cpp backends only)")
+    grammar: str | None = Field(
+        None, description="a GBNF grammar (llama.cpp backends and transformers; not openai)"
+    )
 
 
 class ChatConfig(BaseModel):
@@ -74,8 +78,8 @@ class ChatConfig(BaseModel):
     backend: BackendName = "llamacpp"
     model: str | None = Field(
         None,
-        description="llamacpp: a .gguf path (default: packaged SmolLM2-135M-Instruct); "
-        "transformers: a local HF model directory or .gguf file; openai: the served model name",
+        description="llamacpp / transformers: a .gguf path (default: packaged SmolLM2-135M-Instruct) "
+        "or, for transformers, a local HF model directory; openai: the served model name",
     )
     base_url: str | None = Field(
         None, description="openai: endpoint base, e.g. http://127.0.0.1:8080/v1"
@@ -95,7 +99,10 @@ class ChatConfig(BaseModel):
         16, ge=1, description="llamacpp: requests decoded together (16: 2.15x one at a time on CPU)"
     )
     threads: int | None = Field(
-        None, ge=1, description="llamacpp: CPU threads (default: all cores)"
+        None,
+        ge=1,
+        description="llamacpp: CPU threads (default: all cores); transformers on CPU: torch's "
+        "thread count, process-wide (default: torch's own)",
     )
     gpu_layers: int = Field(
         0, ge=-1, description="llamacpp: layers offloaded to a GPU build (-1 = all)"
@@ -117,6 +124,11 @@ class ChatConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="transformers: prompts per forward batch")
     device: str | None = Field(
         None, description="transformers: cuda / cpu / mps (default: cuda when present)"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="transformers: weight type; auto = float16 on cuda, bfloat16 on CPUs with "
+        "native bf16 (AVX512-BF16 / AMX: ~3x float32's prompt tokens/s), float32 otherwise",
     )
     cache_path: Path | None = Field(
         None, description="response cache file (default: $LLMSEQREC_CACHE/llm/responses.sqlite)"
@@ -470,15 +482,20 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, config: ChatConfig) -> None:
-        if not config.model:
-            raise ConfigError(
-                "the transformers backend needs model: a local model directory or .gguf file"
-            )
+        import torch
+
         self.config = config
-        self.path = require_path(config.model, "model directory")
-        self.identity = config.model_identity or f"{self.path.name}#{model_fingerprint(self.path)}"
+        self.path = require_path(config.model, "model") if config.model else packaged_gguf()
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        # Weight types change answers, so they are part of the identity (hence of cache keys).
+        self.identity = config.model_identity or (
+            f"{self.path.name}#{model_fingerprint(self.path)}@{self.dtype}"
+        )
         self._model: Any = None
         self._tokenizer: Any = None
+        self._guidance: Any = None
+        self._stop_ids: list[int] = []
         self._load_lock = threading.Lock()
         self.context_length = config.context_length or 2048  # refined on load
 
@@ -489,25 +506,38 @@ class TransformersBackend:
                 import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+                if self.config.threads and self.device == "cpu":
+                    torch.set_num_threads(self.config.threads)
                 source, extra = (str(self.path), {})
                 if self.path.is_file():  # a GGUF file: transformers dequantises it (needs `gguf`)
                     source, extra = str(self.path.parent), {"gguf_file": self.path.name}
-                device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
                 tokenizer = AutoTokenizer.from_pretrained(source, **extra)
                 tokenizer.padding_side = "left"
                 if tokenizer.pad_token is None:
                     tokenizer.pad_token = tokenizer.eos_token
-                dtype = torch.float16 if device.startswith("cuda") else torch.float32
                 model = (
-                    AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
-                    .to(device)
+                    AutoModelForCausalLM.from_pretrained(
+                        source, dtype=getattr(torch, self.dtype), **extra
+                    )
+                    .to(self.device)
                     .eval()
                 )
-                self._tokenizer, self._model, self.device = tokenizer, model, device
+                stops = model.generation_config.eos_token_id
+                stops = [stops] if isinstance(stops, int) else list(stops or [])
+                if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
+                    stops.append(tokenizer.eos_token_id)
+                self._tokenizer, self._model, self._stop_ids = tokenizer, model, stops
                 if self.config.context_length is None:
                     limit = getattr(model.config, "max_position_embeddings", None) or 2048
                     self.context_length = int(min(limit, 32768))
             return self._model, self._tokenizer
+
+    def _guidance_tokenizer(self) -> Any:
+        if self._guidance is None:
+            model, tokenizer = self._load()
+            width = model.get_output_embeddings().weight.shape[0]
+            self._guidance = guidance_tokenizer(tokenizer, width, self._stop_ids)
+        return self._guidance
 
     def count_tokens(self, text: str) -> int:
         _, tokenizer = self._load()
@@ -526,10 +556,7 @@ class TransformersBackend:
         import torch
 
         model, tokenizer = self._load()
-        if params.json_schema is not None or params.grammar is not None:
-            log.warning(
-                "transformers backend: json_schema/grammar are not enforced; the prompt must ask for the format"
-            )
+        grammar = compile_grammar(params.grammar, params.json_schema)
         texts = [self._render(tokenizer, p, params) for p in prompts]
         # Similar lengths in one batch waste less padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -541,6 +568,12 @@ class TransformersBackend:
                 padding=True,
                 add_special_tokens=False,
             ).to(self.device)
+            width = encoded["input_ids"].shape[1]
+            masks = (
+                [GrammarMask(self._guidance_tokenizer(), grammar, len(batch), width)]
+                if grammar is not None
+                else []
+            )
             torch.manual_seed(params.seed)
             started = time.perf_counter()
             with torch.inference_mode():
@@ -553,9 +586,11 @@ class TransformersBackend:
                     temperature=params.temperature if params.temperature > 0 else None,
                     top_p=params.top_p if params.temperature > 0 else None,
                     pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=self._stop_ids or None,
+                    logits_processor=masks or None,
                 )
             seconds = (time.perf_counter() - started) / len(batch)
-            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            new_tokens = output[:, width:]
             for row, index in enumerate(batch):
                 tokens = new_tokens[row]
                 tokens = tokens[tokens != tokenizer.pad_token_id]
@@ -564,7 +599,24 @@ class TransformersBackend:
                 on_result(index, Completion(text.strip(), tokens_in, int(len(tokens)), seconds))
 
     def close(self) -> None:
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._guidance = None
+
+
+def resolve_dtype(choice: str, device: str) -> str:
+    """``auto``: float16 on CUDA; bfloat16 where the CPU has native bf16; float32 otherwise."""
+    if choice != "auto":
+        return choice
+    if device.startswith("cuda"):
+        return "float16"
+    if device == "cpu":
+        import torch
+
+        try:  # oneDNN's own check for AVX512-BF16 / AMX (without them bf16 is emulated, slower)
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return "bfloat16" if native else "float32"
+    return "float32"
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
