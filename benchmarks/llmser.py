@@ -13,8 +13,8 @@
 Rows per dataset (protocol ``p-s100``): None / ASReP / LLMSeR (LLM path for the first
 ``--llm-users`` users, LLM-free path for the rest) / LLMSeR LLM-free (SNF = top-M of CCG, ARV pick
 = forward top-1), on SASRec (3 seeds), GRU4Rec, BERT4Rec; SASRec rows again under ``p-cl``;
-M and beta sweeps on the LLM-free path (``--sweeps``). CCG and ARV use a SASRec offline model
-for every backbone (``offline_model=sasrec``) so that one LLM stage serves all three.
+M and beta sweeps and the LLM-free ablations w/o CCG, w/o ARV on the LLM-free path
+(``--sweeps``). CCG and ARV use a SASRec offline model for every backbone (``offline_model=sasrec``) so that one LLM stage serves all three.
 Writes ``benchmarks/results/llmser.md`` and ``llmser_groups.png``.
 """
 
@@ -105,6 +105,15 @@ def variants(llm_users: int | None, sweeps: bool) -> list[tuple[str, str, dict]]
             rows.append(
                 (f"LLM-free beta={beta}", "llmser", llmser_options(None, llm=False, beta=beta))
             )
+        # The paper's ablations that do not need the LLM, on the LLM-free path (w/o WD there is
+        # beta=1.0 above: alpha_u = omega_u for head users too).
+        for ablation, name in (
+            ("wo_ccg", "w/o CCG (popular pool)"),
+            ("wo_arv", "w/o ARV (omega 1)"),
+        ):
+            rows.append(
+                (f"LLM-free {name}", "llmser", llmser_options(None, llm=False, ablation=ablation))
+            )
     return rows
 
 
@@ -127,11 +136,11 @@ def plan(args):
                     continue
                 seeds = seeds_to_train(args, multi_seed=model == "sasrec")
                 for label, method, enhancer in variants(args.llm_users, args.sweeps):
-                    if protocol == "p-cl" and label.startswith(("LLM-free M", "LLM-free beta")):
+                    if protocol == "p-cl" and label.startswith("LLM-free "):
                         continue
                     if protocol == "p-cl" and label.startswith("LLMSeR (LLM") and not args.pcl_llm:
                         continue  # its own LLM stage (CE-trained pools): only with --pcl-llm
-                    if model != "sasrec" and label.startswith(("LLM-free M", "LLM-free beta")):
+                    if model != "sasrec" and label.startswith("LLM-free "):
                         continue
                     for seed in seeds:
                         yield dataset, protocol, model, label, method, enhancer, seed
@@ -377,8 +386,9 @@ def report(args, datasets) -> str:
     if missing:
         lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
     lines.append(
-        "- M and beta sweeps for tables without `LLM-free M=` / `LLM-free beta=` rows "
-        "(`--sweeps` runs them); the ablation rows w/o CCG/ARV/RCS/Reason/WD."
+        "- M and beta sweeps and LLM-free ablations for tables without `LLM-free ...` rows "
+        "(`--sweeps` runs them); the LLM-path ablation rows w/o CCG/SNF/ARV/RCS/Reason/WD "
+        "(they need the full LLM stage)."
     )
     lines.append("- rows marked 'not run' above, including unfinished (paused) runs.")
     lines.append("")
@@ -394,6 +404,16 @@ def report(args, datasets) -> str:
     ]
     lines += kept_section("llmser-llm-stage", *stage_section(args, datasets))
     return "\n".join(lines) + "\n"
+
+
+def chat_description() -> str:
+    """The LLM rows' chat model in words (the stage directory's options hold it exactly)."""
+    if not LLM_CHAT:
+        return "packaged SmolLM2-135M Q4_1 as its Q4_0 copy, llama.cpp in-process"
+    return (
+        f"packaged SmolLM2-135M Q4_1 dequantised to {LLM_CHAT['dtype']}, transformers, "
+        "grammar held by llguidance"
+    )
 
 
 def stage_section(args, datasets) -> tuple[list[str], int]:
@@ -442,7 +462,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"{c.get('grounding_by_index', 0):.0f} by index, {c.get('grounding_invalid_index', 0):.0f} "
                 f"invalid indices, {c.get('grounding_failed', 0):.0f} failed entries, "
                 f"{c.get('grounding_non_json', 0):.0f} non-JSON answers; mean omega "
-                f"{c['mean_omega']:.3f}. Ran on: CPU (packaged SmolLM2-135M Q4_1, llama.cpp). "
+                f"{c['mean_omega']:.3f}. Chat model: {chat_description()}. "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
     for dataset, (stage_dir, _) in stages.items():
@@ -629,7 +649,9 @@ def main() -> None:
     parser.add_argument("--labels", default=None, help="only rows whose label starts so")
     parser.add_argument("--no-pcl", dest="pcl", action="store_false")
     parser.add_argument("--pcl-llm", action="store_true", help="also the LLM row under p-cl")
-    parser.add_argument("--sweeps", action="store_true", help="M and beta sweeps (LLM-free)")
+    parser.add_argument(
+        "--sweeps", action="store_true", help="M and beta sweeps, LLM-free ablations"
+    )
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
     parser.add_argument(
         "--llm-shard",
