@@ -99,7 +99,3 @@ class GrammarMask:
         keep = np.zeros((len(self.matchers), width), dtype=bool)
         keep[:, : min(width, allowed.shape[1])] = allowed[:, :width].astype(bool)
         return scores.masked_fill(~torch.from_numpy(keep).to(scores.device), float("-inf"))
-
-    def errors(self) -> list[str]:
-        """Rows whose matcher broke (a token outside the grammar got through), with the reason."""
-        return [m.get_error() for m in self.matchers if m.is_error()]
