@@ -12,25 +12,37 @@ from llmseqrec.text.llm import ChatConfig, ChatModel, resolve_dtype
 from llmseqrec.text.locate import packaged_gguf, packaged_minilm
 
 
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory):
+def save_tiny_llama(folder, vocab_size: int, pad: int, bos: int, eos: int) -> None:
+    """A randomly initialised 2-layer Llama (seconds on CPU), saved as a model directory."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=30522,
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=101,
-        eos_token_id=102,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
     )
     LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def chat_on(folder, cache, **config) -> ChatModel:
+    return ChatModel(
+        ChatConfig(backend="transformers", model=str(folder), device="cpu", **config),
+        cache_path=cache,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    save_tiny_llama(folder, 30522, pad=0, bos=101, eos=102)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(packaged_minilm() / name, folder / name)
     return folder
@@ -60,35 +72,18 @@ def test_batched_equals_one_at_a_time_and_reruns_from_cache(tiny_llama_dir, tmp_
 @pytest.fixture(scope="module")
 def tiny_bpe_llama_dir(tmp_path_factory):
     """A random tiny Llama with SmolLM2's byte-level BPE tokenizer (what llguidance reads)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from llmseqrec.text.llm import gguf_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bpe-llama")
     tokenizer = gguf_tokenizer(str(packaged_gguf()))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    ids = tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+    save_tiny_llama(folder, len(tokenizer), *ids)
     tokenizer.save_pretrained(folder)
     return folder
 
 
 def test_grammars_need_a_tokenizer_llguidance_reads(tiny_llama_dir, tmp_path):
-    chat = ChatModel(
-        ChatConfig(backend="transformers", model=str(tiny_llama_dir), device="cpu"),
-        cache_path=tmp_path / "w.sqlite",
-    )
+    chat = chat_on(tiny_llama_dir, tmp_path / "w.sqlite")
     with pytest.raises(ConfigError, match="byte-level BPE"):
         chat.generate(["soap"], max_tokens=4, grammar='root ::= "yes" | "no"')
 
@@ -96,12 +91,7 @@ def test_grammars_need_a_tokenizer_llguidance_reads(tiny_llama_dir, tmp_path):
 def test_grammar_holds_every_answer_of_a_random_model(tiny_bpe_llama_dir, tmp_path):
     # Random weights answer garbage; the llguidance mask must still keep each answer inside.
     prompts = ["rose shampoo", "a much longer prompt about red nail polish and lotion", "soap"]
-    chat = ChatModel(
-        ChatConfig(
-            backend="transformers", model=str(tiny_bpe_llama_dir), batch_size=2, device="cpu"
-        ),
-        cache_path=tmp_path / "c.sqlite",
-    )
+    chat = chat_on(tiny_bpe_llama_dir, tmp_path / "c.sqlite", batch_size=2)
     answers = chat.generate(prompts, max_tokens=8, grammar='root ::= "yes" | "no"')
     assert set(answers) <= {"yes", "no"} and len(answers) == 3
     schema = {
@@ -115,10 +105,7 @@ def test_grammar_holds_every_answer_of_a_random_model(tiny_bpe_llama_dir, tmp_pa
 
 
 def test_a_broken_grammar_is_one_clear_error(tiny_bpe_llama_dir, tmp_path):
-    chat = ChatModel(
-        ChatConfig(backend="transformers", model=str(tiny_bpe_llama_dir), device="cpu"),
-        cache_path=tmp_path / "d.sqlite",
-    )
+    chat = chat_on(tiny_bpe_llama_dir, tmp_path / "d.sqlite")
     with pytest.raises(ConfigError, match="answer grammar"):
         chat.generate(["soap"], max_tokens=4, grammar='root ::= "yes" | undefined_rule')
 
