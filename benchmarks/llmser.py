@@ -14,7 +14,9 @@ Rows per dataset (protocol ``p-s100``): None / ASReP / LLMSeR (LLM path for the 
 ``--llm-users`` users, LLM-free path for the rest) / LLMSeR LLM-free (SNF = top-M of CCG, ARV pick
 = forward top-1), on SASRec (3 seeds), GRU4Rec, BERT4Rec; SASRec rows again under ``p-cl``;
 M and beta sweeps and the LLM-free ablations w/o CCG, w/o ARV on the LLM-free path
-(``--sweeps``). CCG and ARV use a SASRec offline model for every backbone (``offline_model=sasrec``) so that one LLM stage serves all three.
+(``--sweeps``). CCG and ARV use a SASRec offline model for every backbone
+(``offline_model=sasrec``) so that one LLM stage serves all three. The LLM rows ask the packaged
+SmolLM2 through transformers in bf16 (``--llm-backend llamacpp``: through llama.cpp).
 Writes ``benchmarks/results/llmser.md`` and ``llmser_groups.png``.
 """
 
@@ -257,7 +259,11 @@ def report(args, datasets) -> str:
         "(top-1 chain, M=15, users with < 18 training items) and fine-tuning from the reverse "
         "weights; *LLMSeR (LLM for first K users)* = the full method for users 0..K-1 (SNF and ARV "
         "by the chat model) and the LLM-free path for the rest; *LLMSeR LLM-free* = CCG top-M as "
-        "pseudo items (the paper's w/o SNF) and the forward model's top-1 as the ARV pick. CCG/ARV "
+        "pseudo items (the paper's w/o SNF) and the forward model's top-1 as the ARV pick; "
+        "*LLM-free M=, beta=* change one setting of that path; *LLM-free w/o CCG (popular "
+        "pool)* takes the N most popular training items outside the history as the pool instead "
+        "of the reverse model's top-N; *LLM-free w/o ARV (omega 1)* trains every user with "
+        "omega_u = 1 (beta still applies); the paper's w/o WD on this path is *beta=1.0*. CCG/ARV "
         "offline models: SASRec (same protocol) for every backbone. User groups: training-prefix "
         "length.",
         "",
