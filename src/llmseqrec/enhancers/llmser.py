@@ -366,10 +366,12 @@ def arv_grammar(reason: bool, n_candidates: int) -> str:
     return root + (_GBNF_REASON if reason else "") + _gbnf_numbers(n_candidates)
 
 
-def constraint(backend: str, schema: dict[str, Any], grammar: str) -> dict[str, Any]:
-    """In-process backends: the compact GBNF grammar; a server (openai): the JSON schema."""
+def constraint(backend: Any, schema: dict[str, Any], grammar: str) -> dict[str, Any]:
+    """The compact GBNF grammar where the backend holds it itself; else the JSON schema."""
     return (
-        {"grammar": grammar} if backend in ("llamacpp", "transformers") else {"json_schema": schema}
+        {"grammar": grammar}
+        if getattr(backend, "enforces_grammar", False)
+        else {"json_schema": schema}
     )
 
 
@@ -735,7 +737,7 @@ class LLMSeR(Enhancer):
                         prompts,
                         template,
                         constraint(
-                            getattr(chat.backend, "name", ""),
+                            chat.backend,
                             snf_schema(reason, m, widest),
                             snf_grammar(reason, m, widest),
                         ),
@@ -800,7 +802,7 @@ class LLMSeR(Enhancer):
                         prompts,
                         template,
                         constraint(
-                            getattr(chat.backend, "name", ""),
+                            chat.backend,
                             arv_schema(reason, widest),
                             arv_grammar(reason, widest),
                         ),

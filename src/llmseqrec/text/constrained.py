@@ -61,6 +61,15 @@ def guidance_tokenizer(tokenizer: Any, vocab_size: int, stop_ids: Sequence[int])
         ) from error
 
 
+def check_grammar(grammar: str, tokenizer: Any) -> None:
+    """One-line error for a grammar llguidance rejects against this tokenizer."""
+    import llguidance
+
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
+    if is_error:
+        raise ConfigError(f"answer grammar rejected: {messages[0].splitlines()[0]}")
+
+
 class GrammarMask:
     """A ``generate`` logits processor: row r may only continue inside the grammar.
 
@@ -69,11 +78,9 @@ class GrammarMask:
     """
 
     def __init__(self, tokenizer: Any, grammar: str, rows: int, prompt_length: int) -> None:
+        """``grammar`` as :func:`check_grammar` accepted it (checked once per call, not per batch)."""
         import llguidance
 
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
-        if is_error:
-            raise ConfigError(f"answer grammar rejected: {messages[0].splitlines()[0]}")
         self.matchers = [llguidance.LLMatcher(tokenizer, grammar, log_level=0) for _ in range(rows)]
         self.prompt_length = prompt_length
         self.words = np.zeros((rows, (tokenizer.vocab_size + 31) // 32), dtype=np.int32)

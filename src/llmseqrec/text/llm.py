@@ -38,7 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmseqrec.errors import ConfigError
 from llmseqrec.text.cache import CacheKeyParts, ResponseCache, UsageCounters
-from llmseqrec.text.constrained import GrammarMask, compile_grammar, guidance_tokenizer
+from llmseqrec.text.constrained import (
+    GrammarMask,
+    check_grammar,
+    compile_grammar,
+    guidance_tokenizer,
+)
 from llmseqrec.text.errors import LlmRequestError, ModelNotFoundError
 from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_gguf, require_path
 from llmseqrec.text.requant import resolve_gguf
@@ -160,6 +165,8 @@ ResultCallback = Callable[[int, Completion], None]
 
 class ChatBackend(Protocol):
     name: str
+    # True: a GBNF ``grammar`` is held token by token in this process (else: send a JSON schema)
+    enforces_grammar: bool
     identity: str
     context_length: int
 
@@ -246,6 +253,7 @@ class LlamaCppBackend:
     """A GGUF model in this process via xllamacpp, ``parallel_slots`` prompts decoded together."""
 
     name = "llamacpp"
+    enforces_grammar = True  # GBNF held by llama.cpp itself
 
     def __init__(self, config: ChatConfig) -> None:
         self.config = config
@@ -337,6 +345,7 @@ class OpenAIBackend:
     """Any OpenAI-compatible chat endpoint over HTTP."""
 
     name = "openai"
+    enforces_grammar = False  # servers differ: the JSON schema is what they share
 
     def __init__(self, config: ChatConfig) -> None:
         if not config.base_url:
@@ -480,6 +489,7 @@ class TransformersBackend:
     """A local Hugging Face causal LM, batched with left padding; GPU when present."""
 
     name = "transformers"
+    enforces_grammar = True  # GBNF held by llguidance masks
 
     def __init__(self, config: ChatConfig) -> None:
         import torch
@@ -557,6 +567,8 @@ class TransformersBackend:
 
         model, tokenizer = self._load()
         grammar = compile_grammar(params.grammar, params.json_schema)
+        if grammar is not None:
+            check_grammar(grammar, self._guidance_tokenizer())
         texts = [self._render(tokenizer, p, params) for p in prompts]
         # Similar lengths in one batch waste less padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
