@@ -4,7 +4,7 @@
     nice -n 10 python benchmarks/llmser.py --stage office
     # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
     python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
-    # stop a stage with Ctrl-C or kill -INT: its answers, offline models, pools and finished LLM
+    # stop a stage with Ctrl-C or kill -TERM: its answers, offline models, pools and finished LLM
     # chunks are kept under benchmarks/results/ (commit them) and the next machine goes on
     # training rows (finished runs are read back, interrupted ones continue):
     python benchmarks/llmser.py --datasets office --models sasrec --seeds 42 --llm-users 256
@@ -26,6 +26,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 from datetime import date
 from itertools import pairwise
@@ -68,7 +69,7 @@ PAPER = {  # LLMSeR paper Table 1, Yelp (HR@10 / NDCG@10)
 GROUPS = {"short (0,4)": (0, 4), "medium [4,6)": (4, 6), "long [6,inf)": (6, np.inf)}
 STAGE = {"offline_model": "sasrec", "chunk_users": 16}
 # The chat model of the LLM rows: the packaged SmolLM2 through transformers in bf16, answers held
-# to the stage's grammars by llguidance; 1.89x llama.cpp's 16 slots on this project's 2-core AMX
+# to the stage's grammars by llguidance; 3.96x llama.cpp's 16 slots on this project's 2-core AMX
 # CPU (benchmarks/results/llm_backends.md). --llm-backend llamacpp sets {} (the llama.cpp stage).
 LLM_BACKENDS = {
     "transformers": {"backend": "transformers", "dtype": "bfloat16", "batch_size": 16,
@@ -642,6 +643,10 @@ def keep_stage(enhancer: LLMSeR, data, workdir: Path) -> None:
         print(f"{kept} LLMSeR stage files kept in benchmarks/results/artefacts", flush=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -692,10 +697,12 @@ def main() -> None:
         enhancer = LLMSeR(options)
         enhancer.configure(config)
         workdir = enhancer_workdir(config, data)
+        # a background shell ignores SIGINT: make SIGTERM unwind too, so the chunks are kept
+        signal.signal(signal.SIGTERM, _interrupt)
         with llm_answers_travel():
             try:
                 enhancer.prepare(data, workdir, shard=(int(k), int(n or 1)))
-            finally:  # Ctrl-C or kill -INT included: the next machine goes on from here
+            finally:  # Ctrl-C or kill -TERM included: the next machine goes on from here
                 keep_stage(enhancer, data, workdir)
         print(json.dumps(enhancer.cost, indent=1, default=float))
         return

@@ -69,6 +69,28 @@ def test_batched_equals_one_at_a_time_and_reruns_from_cache(tiny_llama_dir, tmp_
     assert rerun.usage.calls == 0 and rerun.backend._model is None
 
 
+def test_on_cpu_no_prompt_is_read_under_a_padding_mask(tiny_llama_dir, tmp_path):
+    # CPU attention under a padding mask is PyTorch's slow math path (3x on the LLMSeR stage):
+    # prompts are read one by one, unpadded, and only the decode steps run as a padded batch.
+    prompts = ["rose shampoo", "a much longer prompt about red nail polish and lotion", "soap"]
+    chat = chat_on(tiny_llama_dir, tmp_path / "p.sqlite", batch_size=3)
+    model, _ = chat.backend._load()
+    reads: list[tuple[int, int, bool]] = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
+        reads.append((*ids.shape, mask is not None and not bool(mask.all())))
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    answers = chat.generate(prompts, max_tokens=4)
+    assert len(answers) == 3
+    prompt_reads = [r for r in reads if r[1] > 1]
+    assert prompt_reads and all(rows == 1 and not padded for rows, _, padded in prompt_reads)
+    assert all(width == 1 for _, width, padded in reads if padded)
+
+
 @pytest.fixture(scope="module")
 def tiny_bpe_llama_dir(tmp_path_factory):
     """A random tiny Llama with SmolLM2's byte-level BPE tokenizer (what llguidance reads)."""
