@@ -517,10 +517,12 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             "Answers in the response cache from LLMSeR prompt templates (all datasets):",
             "",
         ]
-        lines += ["| template | answers | mean tokens in / out | mean model s per answer |"]
-        lines += ["|---|---:|---|---:|"]
-        for template, n, tin, tout, sec in cached:
-            lines.append(f"| {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
+        lines += [
+            "| backend | template | answers | mean tokens in / out | mean model s per answer |"
+        ]
+        lines += ["|---|---|---:|---|---:|"]
+        for backend, template, n, tin, tout, sec in cached:
+            lines.append(f"| {backend} | {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
         for dataset, (_, done) in stages.items():
             if not done or not done.get("llm_users"):
                 continue
@@ -536,10 +538,12 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         lines += [f"- `{a}`" for a in sample_answers()]
         lines += [
             "",
-            "Model seconds in the table are per answer with 8 llama.cpp slots decoding together,",
-            "so they overstate the wall time per answer about 8-fold.",
+            "Model seconds per answer: llama.cpp counts each slot's own time while its slots",
+            "decode together, so its figure overstates the wall time per answer about as many",
+            "times as there were slots (8 or 16 here); transformers divides each batch's wall",
+            "time by the batch's size.",
         ]
-    seen += sum(n for _, n, *_ in cached or [])
+    seen += sum(n for _, _, n, *_ in cached or [])
     seen += sum(done["llm_users"] for _, done in stages.values() if done)
     return lines, seen
 
@@ -590,8 +594,8 @@ def cached_answers() -> list[tuple]:
         return []
     with sqlite3.connect(path) as db:
         return db.execute(
-            "SELECT template, COUNT(*), AVG(tokens_in), AVG(tokens_out), AVG(seconds) "
-            "FROM responses WHERE template LIKE 'llmser_%' GROUP BY template"
+            "SELECT backend, template, COUNT(*), AVG(tokens_in), AVG(tokens_out), AVG(seconds) "
+            "FROM responses WHERE template LIKE 'llmser_%' GROUP BY backend, template"
         ).fetchall()
 
 

@@ -22,10 +22,13 @@ from ``cache/`` into ``benchmarks/results/artefacts/`` once finished, and restor
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import lzma
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -263,9 +266,17 @@ def _kept_answer_keys(store: Path) -> set[str]:
 
 def keep_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> Path | None:
     """Export the answers of ``cache`` not yet kept into a new part file; None if none is new."""
-    # Sorted by time; the process id keeps two shards that finish together apart.
-    part = store / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}.jsonl.xz"
-    return part if cache.export_answers(part, skip=_kept_answer_keys(store)) else None
+    # Shards of one stage share a response cache and stop together: one at a time, so the
+    # second sees the first's part and does not write the same answers again.
+    lock = (
+        Path(tempfile.gettempdir())
+        / f"llmseqrec-answers-{hashlib.sha1(str(store.resolve()).encode()).hexdigest()[:12]}.lock"
+    )
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        # Sorted by time; the process id keeps two parts written in the same microsecond apart.
+        part = store / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}.jsonl.xz"
+        return part if cache.export_answers(part, skip=_kept_answer_keys(store)) else None
 
 
 def restore_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> int:

@@ -207,6 +207,35 @@ def test_llm_answers_accumulate_in_parts_across_machines(tmp_path):
     assert third.get_many([parts.key("u2")])[parts.key("u2")].response == "summary 2"
 
 
+def test_two_shards_stopping_together_keep_their_shared_answers_once(tmp_path, monkeypatch):
+    import threading
+
+    import run_records
+
+    parts = CacheKeyParts("transformers", "smollm2", "llmser_pick_one@v1")
+    store = tmp_path / "llm-answers"
+    caches = [ResponseCache(tmp_path / f"shard{k}.sqlite") for k in (0, 1)]
+    for cache in caches:  # the shards share one response cache: both hold every answer
+        cache.put(parts.key("u0"), parts, "u0", "3")
+    both_read = threading.Barrier(2)
+    read_keys = run_records._kept_answer_keys
+
+    def read_after_the_other(folder):
+        try:  # without a lock both shards read the store before either writes its part
+            both_read.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass
+        return read_keys(folder)
+
+    monkeypatch.setattr(run_records, "_kept_answer_keys", read_after_the_other)
+    shards = [threading.Thread(target=keep_llm_answers, args=(c, store)) for c in caches]
+    for shard in shards:
+        shard.start()
+    for shard in shards:
+        shard.join()
+    assert len(list(store.glob("*.jsonl.xz"))) == 1
+
+
 def test_run_progress_reads_validation_only_and_says_when_a_run_never_started(tmp_path):
     from run_records import run_progress
 
