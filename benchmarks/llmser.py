@@ -208,7 +208,7 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
     if not pairs:
         return None
     out = {"users": 0, "complete_snf": 0, "overlap": [], "same_order": 0,
-           "arv_top1": 0, "arv_hit": 0, "free_hit": 0, "omega_llm": [], "omega_free": [],
+           "arv_top1": 0, "arv_last": 0, "arv_hit": 0, "free_hit": 0, "omega_llm": [], "omega_free": [],
            "arv_position": np.zeros(32, dtype=np.int64)}  # fmt: skip
     for llm_path, free_path in pairs:
         llm, free = np.load(llm_path), np.load(free_path)
@@ -224,6 +224,7 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
             target = int(data.split.train_sequence(int(user))[-1])
             picked = int(llm["picked"][i])
             out["arv_top1"] += int(picked == verify[0])
+            out["arv_last"] += int(picked == verify[-1])  # a weak model's position bias
             out["arv_position"][min(verify.index(picked), 31) if picked in verify else 31] += 1
             out["arv_hit"] += int(picked == target)
             out["free_hit"] += int(int(free["picked"][i]) == target)
@@ -494,6 +495,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             "| 100% |",
             f"| ARV: pick = forward model's top-1 | {both['arv_top1'] / n:.1%} | 100% |",
             f"| ARV: pick position in the forward top-H (1, 2, 3) | {top_positions} | 1: 100% |",
+            f"| ARV: pick = the last of the H candidates | {both['arv_last'] / n:.1%} | 0% |",
             f"| ARV: pick = the masked (true) item | {both['arv_hit'] / n:.1%} "
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
