@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import signal
@@ -429,21 +430,26 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
     lines: list[str] = []
     seen = 0
     stages = {}  # dataset -> (stage directory, its finished LLM chunks), read once
-    for dataset in DATASETS:
+    for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
         cost, path = stage_cost(
-            dataset, datasets(dataset), llmser_options(args.llm_users), "p-s100", args.epochs
+            dataset, datasets(dataset), llmser_options(args.llm_users), protocol, args.epochs
         )
         full = chunk_totals(path.parent)
-        stages[dataset] = (path.parent, full)
+        if protocol == "p-cl":  # the --pcl-llm row's own stage: only once it has begun
+            if full is None:
+                continue
+        else:
+            stages[dataset] = (path.parent, full)
         if full is not None:
             full["users"] = datasets(dataset).n_users
             full["coverage"] = full["llm_users"] / full["users"]
         free, free_path = stage_cost(
-            dataset, datasets(dataset), llmser_options(None, llm=False), "p-s100", args.epochs
+            dataset, datasets(dataset), llmser_options(None, llm=False), protocol, args.epochs
         )
         if free is not None:
             lines.append(
-                f"- {dataset}, LLM-free stage (CCG pools, ARV by the forward model, MiniLM omega): "
+                f"- {dataset} `{protocol}`, LLM-free stage (CCG pools, ARV by the forward model, "
+                f"MiniLM omega): "
                 f"{free['prepare_wall_seconds_this_call']:.0f} s wall for {free['users']} users "
                 f"(CCG scoring {free['ccg_seconds']:.0f} s; offline SASRec models trained once, "
                 f"cached); mean pseudo items {free['mean_pseudo_items']:.1f}, mean omega "
@@ -455,13 +461,14 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         ):
             if c is None:
                 lines.append(
-                    f"- {dataset}, {name}: no finished LLM chunk ({STAGE['chunk_users']} users)."
+                    f"- {dataset} `{protocol}`, {name}: no finished LLM chunk "
+                    f"({STAGE['chunk_users']} users)."
                 )
                 continue
             asked = c.get("calls", 0) + c.get("cache_hits", 0)
             lines.append(
-                f"- {dataset}, {name}: {c['llm_users']} / {c['users']} users through the LLM "
-                f"(coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
+                f"- {dataset} `{protocol}`, {name}: {c['llm_users']} / {c['users']} users through "
+                f"the LLM (coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
                 f"{c.get('cache_hits', 0):.0f} cache hits ({c.get('cache_hits', 0) / max(asked, 1):.0%}), "
                 f"tokens in/out {c.get('tokens_in', 0):.0f} / {c.get('tokens_out', 0):.0f}, "
                 f"LLM wall {c.get('llm_wall_seconds', 0):.0f} s; SNF fallbacks "
@@ -671,6 +678,12 @@ def main() -> None:
     )
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
     parser.add_argument(
+        "--stage-protocol",
+        choices=("p-s100", "p-cl"),
+        default="p-s100",
+        help="--stage: whose pools (p-cl: the --pcl-llm row's stage, CE-trained offline models)",
+    )
+    parser.add_argument(
         "--llm-shard",
         default="0/1",
         help="--stage: build only chunks k mod n (k/n), one process each",
@@ -694,7 +707,7 @@ def main() -> None:
     if args.stage:
         data = prepare_preset(args.stage, data_root)
         config = make_config(
-            args.stage, "sasrec", "llmser", llmser_options(None), "p-s100", 42, None
+            args.stage, "sasrec", "llmser", llmser_options(None), args.stage_protocol, 42, None
         )
         options = dict(config.enhancer)
         if args.llm_threads:  # not part of the stage's hash: the chunks are the same

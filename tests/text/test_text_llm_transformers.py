@@ -91,6 +91,51 @@ def test_on_cpu_no_prompt_is_read_under_a_padding_mask(tiny_llama_dir, tmp_path)
     assert all(width == 1 for _, width, padded in reads if padded)
 
 
+def test_on_cpu_finished_rows_leave_the_batch_and_answers_stay_generates(tiny_llama_dir, tmp_path):
+    # generate kept a finished row in the batch until the longest answer ended; the CPU loop
+    # drops it, and must still answer what generate answers for each prompt alone.
+    from llmseqrec.text.llm import GenerationParams
+
+    prompts = ["rose shampoo", "a much longer prompt about red nail polish", "soap", "lip balm"]
+    chat = chat_on(tiny_llama_dir, tmp_path / "s.sqlite", batch_size=4)
+    model, tokenizer = chat.backend._load()
+    texts = [chat.backend._render(tokenizer, p, GenerationParams()) for p in prompts]
+
+    def reference(stops: list[int]) -> list[list[int]]:
+        out = []
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                tokens = model.generate(
+                    input_ids=ids,
+                    max_new_tokens=10,
+                    do_sample=False,
+                    eos_token_id=stops,
+                    pad_token_id=0,
+                )
+            out.append(tokens[0, ids.shape[1] :].tolist())
+        return out
+
+    # a stop token that ends one answer early while another runs on (the random model's own)
+    free = reference([tokenizer.vocab_size - 1])
+    stop = next(t for t in free[0][:3] if any(t not in answer for answer in free[1:]))
+    chat.backend._stop_ids = [stop]
+    expected = [
+        tokenizer.decode(answer, skip_special_tokens=True).strip() for answer in reference([stop])
+    ]
+    shapes: list[tuple[int, int]] = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    assert chat.generate(prompts, max_tokens=10) == expected
+    decode_rows = [rows for rows, width in shapes if width == 1]
+    assert decode_rows[0] == 4 and decode_rows[-1] < 4
+
+
 @pytest.fixture(scope="module")
 def tiny_bpe_llama_dir(tmp_path_factory):
     """A random tiny Llama with SmolLM2's byte-level BPE tokenizer (what llguidance reads)."""

@@ -89,20 +89,33 @@ class GrammarMask:
         self.stop_words = np.packbits(stop_bits, bitorder="little").view(np.int32)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        last = input_ids[:, -1].tolist() if input_ids.shape[1] > self.prompt_length else None
+        return self.restrict(range(len(self.matchers)), last, scores)
+
+    def restrict(
+        self, rows: Sequence[int], last_tokens: Sequence[int] | None, scores: torch.Tensor
+    ) -> torch.Tensor:
+        """``scores[i]`` masked for matcher ``rows[i]``, after it takes ``last_tokens[i]``.
+
+        ``last_tokens`` is None before the first answer token. A decode loop that drops its
+        finished rows passes the rows it still runs.
+        """
         import torch
 
-        if input_ids.shape[1] > self.prompt_length:
-            for matcher, token in zip(self.matchers, input_ids[:, -1].tolist(), strict=True):
-                if not matcher.is_stopped():
-                    matcher.consume_token(token)
-        for row, matcher in enumerate(self.matchers):
+        rows = list(rows)
+        if last_tokens is not None:
+            for row, token in zip(rows, last_tokens, strict=True):
+                if not self.matchers[row].is_stopped():
+                    self.matchers[row].consume_token(token)
+        for row in rows:
+            matcher = self.matchers[row]
             if matcher.is_stopped() or matcher.is_error():
                 # A complete (or broken) answer may only end; generate pads it from then on.
                 self.words[row] = self.stop_words
             else:
                 matcher.unsafe_compute_mask_ptr(self.words[row].ctypes.data, self.words[row].nbytes)
-        allowed = np.unpackbits(self.words.view(np.uint8), axis=1, bitorder="little")
+        allowed = np.unpackbits(self.words[rows].view(np.uint8), axis=1, bitorder="little")
         width = scores.shape[1]
-        keep = np.zeros((len(self.matchers), width), dtype=bool)
+        keep = np.zeros((len(rows), width), dtype=bool)
         keep[:, : min(width, allowed.shape[1])] = allowed[:, :width].astype(bool)
         return scores.masked_fill(~torch.from_numpy(keep).to(scores.device), float("-inf"))

@@ -590,21 +590,26 @@ class TransformersBackend:
             started = time.perf_counter()
             with torch.inference_mode():
                 prefilled = self._prefill_unpadded(model, encoded, params.max_tokens)
-                output = model.generate(
-                    cache=prefilled,
-                    # Only these two: some tokenizers add token_type_ids a causal LM rejects.
-                    input_ids=encoded["input_ids"],
-                    attention_mask=encoded["attention_mask"],
-                    max_new_tokens=params.max_tokens,
-                    do_sample=params.temperature > 0,
-                    temperature=params.temperature if params.temperature > 0 else None,
-                    top_p=params.top_p if params.temperature > 0 else None,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=self._stop_ids or None,
-                    logits_processor=masks or None,
-                )
+                if prefilled is not None and params.temperature == 0:
+                    new_tokens = self._decode_greedy(
+                        model, prefilled, encoded, params.max_tokens, masks[0] if masks else None
+                    )
+                else:
+                    output = model.generate(
+                        cache=prefilled,
+                        # Only these two: some tokenizers add token_type_ids a causal LM rejects.
+                        input_ids=encoded["input_ids"],
+                        attention_mask=encoded["attention_mask"],
+                        max_new_tokens=params.max_tokens,
+                        do_sample=params.temperature > 0,
+                        temperature=params.temperature if params.temperature > 0 else None,
+                        top_p=params.top_p if params.temperature > 0 else None,
+                        pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=self._stop_ids or None,
+                        logits_processor=masks or None,
+                    )
+                    new_tokens = list(output[:, width:])
             seconds = (time.perf_counter() - started) / len(batch)
-            new_tokens = output[:, width:]
             for row, index in enumerate(batch):
                 tokens = new_tokens[row]
                 tokens = tokens[tokens != tokenizer.pad_token_id]
@@ -654,6 +659,65 @@ class TransformersBackend:
         for index, (keys, values) in enumerate(padded):
             cache.update(keys, values, index)
         return cache
+
+    def _decode_greedy(
+        self, model: Any, cache: Any, encoded: Any, max_new_tokens: int, grammar: Any
+    ) -> list[Any]:
+        """Greedy answer tokens of each row (stop token included), from a prefilled cache.
+
+        ``generate`` keeps a finished row in the batch until the longest answer ends, and on
+        CPU every decode step reads each row's whole cache: on the LLMSeR stage the average
+        answer is half its batch's longest. So rows that have ended are dropped from the cache
+        once they are a quarter of it (a compaction copies the cache once, about one step's
+        reading). Positions and masks are those ``generate`` would give each row.
+        """
+        import torch
+
+        mask = encoded["attention_mask"]
+        feed = encoded["input_ids"][:, -1:]
+        rows = list(range(feed.shape[0]))  # the batch row of each cache row
+        answers: list[list[int]] = [[] for _ in rows]
+        ended = [False] * len(rows)
+        stops = set(self._stop_ids)
+        picked: list[int] | None = None
+        for _ in range(max_new_tokens):
+            positions = mask.long().cumsum(-1)[:, -1:] - 1
+            logits = (
+                model(
+                    input_ids=feed,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                .logits[:, -1]
+                .float()
+            )
+            live = [i for i, row in enumerate(rows) if not ended[row]]
+            if grammar is not None:
+                logits[live] = grammar.restrict(
+                    [rows[i] for i in live],
+                    None if picked is None else [picked[i] for i in live],
+                    logits[live],
+                )
+            picked = logits.argmax(-1).tolist()
+            for i in live:
+                answers[rows[i]].append(picked[i])
+                ended[rows[i]] = picked[i] in stops
+            if all(ended[row] for row in rows):
+                break
+            feed = torch.tensor(picked, device=feed.device)[:, None]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            done = sum(ended[row] for row in rows)
+            if done * 4 >= len(rows):
+                keep = [i for i, row in enumerate(rows) if not ended[row]]
+                index = torch.tensor(keep, device=feed.device)
+                cache.reorder_cache(index)
+                feed, mask = feed[index], mask[index]
+                picked = [picked[i] for i in keep]
+                rows = [rows[i] for i in keep]
+        return [torch.tensor(tokens, dtype=torch.long) for tokens in answers]
 
     def close(self) -> None:
         self._model = self._tokenizer = self._guidance = None
