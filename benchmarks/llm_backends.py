@@ -8,9 +8,9 @@ the dataset's full LLMSeR stage (its offline models and candidate pools, built o
 - ``llamacpp``: the packaged SmolLM2-135M-Instruct as its Q4_0 copy, 16 parallel slots (the
   stage's default), and
 - ``transformers``: the same packaged GGUF dequantised by transformers, batches of 16 (on CPU
-  each prompt read alone, unpadded, then decoded as a batch), in each weight type asked for
-  (bf16 uses AVX512-BF16/AMX where the CPU has them); the grammar is held by llguidance token
-  masks.
+  each prompt read alone, unpadded, then decoded as a batch that drops its ended rows), in each
+  weight type asked for (bf16 uses AVX512-BF16/AMX where the CPU has them); the grammar is held
+  by llguidance token masks.
 No response cache. Writes ``benchmarks/results/llm_backends.md``: wall time, tokens, seconds per
 user, the speed ratio against llama.cpp, how often each backend's answers ground (SNF/ARV
 fallbacks), and how often two backends pick the same items. The weight types differ (4-bit
