@@ -435,10 +435,9 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             dataset, datasets(dataset), llmser_options(args.llm_users), protocol, args.epochs
         )
         full = chunk_totals(path.parent)
-        if protocol == "p-cl":  # the --pcl-llm row's own stage: only once it has begun
-            if full is None:
-                continue
-        else:
+        if protocol == "p-cl" and full is None:  # the --pcl-llm row's stage, once it has begun
+            continue
+        if protocol == "p-s100":
             stages[dataset] = (path.parent, full)
         if full is not None:
             full["users"] = datasets(dataset).n_users
