@@ -54,7 +54,7 @@ from run_records import (  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
-from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions  # noqa: E402
+from llmseqrec.enhancers.llmser import LLMSeR, LLMSeROptions, arv_display_order  # noqa: E402
 from llmseqrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
@@ -236,6 +236,70 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
     out["omega_llm"] = float(np.concatenate(out["omega_llm"]).mean())
     out["omega_free"] = float(np.concatenate(out["omega_free"]).mean())
     return out
+
+
+def arv_order_probe(args, dataset: str, data, ranked_dir: Path) -> list[str]:
+    """ARV with its candidates shown reversed or shuffled (``--stage D --arv-order O
+    --llm-users K``), next to the spec's ranked order on the same users: does the chat model
+    follow the items or the place they are shown in?"""
+    rows = []
+    for order in ("ranked", "reversed", "shuffled"):
+        options = llmser_options(None, **({"arv_order": order} if order != "ranked" else {}))
+        config = make_config(dataset, "sasrec", "llmser", options, "p-s100", SEEDS[0], args.epochs)
+        helper = LLMSeR(options)
+        helper.configure(config)
+        directory = helper.stage_dir(data, enhancer_workdir(config, data))
+        files = sorted((directory / "chunks").glob("llm-*.npz"))
+        rows.append((order, directory, files))
+    probe_users = [
+        np.concatenate([np.load(f)["users"] for f in files])
+        for order, _, files in rows[1:]
+        if files
+    ]
+    if not probe_users:
+        return []
+    users = set(np.concatenate(probe_users).tolist())
+    for _, _, files in rows[1:]:
+        if files:
+            users &= set(np.concatenate([np.load(f)["users"] for f in files]).tolist())
+    lines = [
+        "",
+        f"ARV candidate order probe on {dataset} ({len(users)} users, the same in every column; "
+        "`--stage {dataset} --arv-order O --llm-users K`; SNF answers come from the response "
+        "cache, so only the ARV prompt differs):",
+        "",
+        "| ARV pick | " + " | ".join(f"`{order}`" for order, _, _ in rows) + " |",
+        "|---|" + "---:|" * len(rows),
+    ]
+    stats = {}
+    for order, _, files in rows:
+        got = {"shown first": 0, "shown last": 0, "forward top-1": 0, "forward last": 0,
+               "the masked (true) item": 0, "omega": []}  # fmt: skip
+        for path in files:
+            chunk = np.load(path)
+            for i, user in enumerate(chunk["users"]):
+                if int(user) not in users:
+                    continue
+                verify = chunk["verify"][i]
+                verify = verify[verify > 0]
+                shown = arv_display_order(verify, order, DEFAULTS.seed, int(user))
+                picked = int(chunk["picked"][i])
+                target = int(data.split.train_sequence(int(user))[-1])
+                got["shown first"] += int(picked == shown[0])
+                got["shown last"] += int(picked == shown[-1])
+                got["forward top-1"] += int(picked == verify[0])
+                got["forward last"] += int(picked == verify[-1])
+                got["the masked (true) item"] += int(picked == target)
+                got["omega"].append(float(chunk["omega"][i]))
+        stats[order] = got
+    n = max(len(users), 1)
+    for key in ("shown first", "shown last", "forward top-1", "forward last",
+                "the masked (true) item"):  # fmt: skip
+        cells = [f"{stats[o][key] / n:.1%}" if stats[o]["omega"] else "-" for o, _, _ in rows]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    cells = [f"{np.mean(stats[o]['omega']):.3f}" if stats[o]["omega"] else "-" for o, _, _ in rows]
+    lines.append("| mean omega | " + " | ".join(cells) + " |")
+    return lines
 
 
 def fmt(values):
@@ -506,6 +570,8 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
         ]
+    for dataset, (stage_dir, _) in stages.items():
+        lines += arv_order_probe(args, dataset, datasets(dataset), stage_dir)
     patterns = answer_patterns()
     if patterns:
         lines += [
@@ -689,6 +755,12 @@ def main() -> None:
     )
     parser.add_argument("--llm-threads", type=int, default=None, help="--stage: LLM CPU threads")
     parser.add_argument(
+        "--arv-order",
+        choices=("ranked", "reversed", "shuffled"),
+        default="ranked",
+        help="--stage: ARV candidate order in the prompt (a position-bias probe; own stage)",
+    )
+    parser.add_argument(
         "--llm-backend",
         choices=sorted(LLM_BACKENDS),
         default="transformers",
@@ -705,8 +777,10 @@ def main() -> None:
     data_root = Path(args.data)
     if args.stage:
         data = prepare_preset(args.stage, data_root)
+        extra = {"arv_order": args.arv_order} if args.arv_order != "ranked" else {}
+        stage_options = llmser_options(args.llm_users, **extra)
         config = make_config(
-            args.stage, "sasrec", "llmser", llmser_options(None), args.stage_protocol, 42, None
+            args.stage, "sasrec", "llmser", stage_options, args.stage_protocol, 42, None
         )
         options = dict(config.enhancer)
         if args.llm_threads:  # not part of the stage's hash: the chunks are the same

@@ -326,6 +326,45 @@ def test_shards_split_the_stage_and_assemble_like_one_process(tiny, home, tmp_pa
         final.prepare(tiny, work, shard=(2, 2))
 
 
+class FirstCandidateBackend(FakeBackend):
+    """Always names candidate number 1: a chat model with a pure position preference."""
+
+    def complete(self, prompts, params, on_result) -> None:
+        for i, prompt in enumerate(prompts):
+            self.prompts.append(prompt)
+            answer = '"item": 1' if "missing purchase" in prompt else '"items": [1]'
+            text = '{"reason": "first", ' + answer + "}"
+            on_result(i, Completion(text, 10, 5, 0.001))
+
+
+def test_arv_candidate_order_decides_which_candidate_number_one_is(tiny, home, tmp_path):
+    """The ARV answer is grounded in the order the prompt showed: "1" is the forward top-1
+    when ranked, the forward model's last candidate when reversed; shuffled is per user."""
+    picks, dirs = {}, {}
+    for order in ("ranked", "reversed", "shuffled"):
+        options = {**FAST, "llm_users": 32, "arv_order": order}
+        enhancer = LLMSeR(options)
+        enhancer.configure(config(enhancer=options))
+        backend = FirstCandidateBackend()
+        enhancer.chat_model = ChatModel(
+            ChatConfig(cache_path=tmp_path / f"{order}.sqlite"), backend=backend
+        )
+        enhancer.prepare(tiny, tmp_path / "llmser")
+        picks[order] = enhancer.picked[:32].copy()
+        dirs[order] = enhancer.stage_dir(tiny, tmp_path / "llmser")
+        verify = np.load(sorted((dirs[order] / "chunks").glob("llm-*.npz"))[0])["verify"]
+    last = np.array([v[v > 0][-1] for v in verify])
+    np.testing.assert_array_equal(picks["ranked"][:16], verify[:, 0])
+    np.testing.assert_array_equal(picks["reversed"][:16], last)
+    shuffled = picks["shuffled"][:16]
+    assert all(p in v for p, v in zip(shuffled, verify, strict=True))
+    assert (shuffled != verify[:, 0]).any() and (shuffled != last).any()
+    assert len(set(dirs.values())) == 3  # each order is its own stage (own prompts)
+    default = LLMSeR(FAST)
+    default.configure(config(enhancer=FAST))
+    assert "arv_order" not in default._stage_payload(tiny)  # older stages keep their hash
+
+
 @pytest.mark.parametrize("reason", [True, False])
 def test_answer_cap_holds_the_longest_answer_the_grammar_allows(reason):
     """Bug: a 96-token cap cut SNF item lists off after an 80-character reason, so the answer

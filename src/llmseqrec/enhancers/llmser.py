@@ -92,6 +92,11 @@ class LLMSeROptions(BaseModel):
     n_candidates: int = Field(20, ge=1, description="N: CCG pool size")
     n_pseudo: int = Field(12, ge=1, description="M: pseudo-prior items per user")
     n_verify: int = Field(10, ge=1, description="H: forward candidates for the masked slot")
+    arv_order: Literal["ranked", "reversed", "shuffled"] = Field(
+        "ranked",
+        description="order of the H candidates in the ARV prompt: the forward model's ranking "
+        "(the paper), reversed, or shuffled per user (a probe of the chat model's position bias)",
+    )
     beta: float = Field(0.5, ge=0.0, le=1.0, description="weight factor for head users")
     head_threshold: float | None = Field(
         None, ge=0, description="T: head users have n_u > T (default: 80th pct of lengths)"
@@ -296,6 +301,15 @@ def arv_template(reason: bool):
     return PromptTemplate("llmser_pick_one_reason", base.version, head + REASON_ARV + "\n")
 
 
+def arv_display_order(candidates: np.ndarray, order: str, seed: int, user: int) -> np.ndarray:
+    """The ARV candidates in the order the prompt lists them (numbered 1..H in that order)."""
+    if order == "reversed":
+        return candidates[::-1].copy()
+    if order == "shuffled":  # per user, so chunking and sharding do not change it
+        return np.random.default_rng([seed, user]).permutation(candidates)
+    return candidates
+
+
 def answer_items_only(answer: str) -> str:
     """Keep only the answer fields of a JSON object (a reason must never be grounded)."""
     from llmseqrec.text import parse_json_answer
@@ -426,6 +440,8 @@ class LLMSeR(Enhancer):
             "n": o.n_candidates,
             "m": o.n_pseudo,
             "h": o.n_verify,
+            # only a non-default order joins the hash: stages built before the option keep theirs
+            **({"arv_order": o.arv_order} if o.arv_order != "ranked" else {}),
             "ablation": o.ablation
             if o.ablation in ("wo_ccg", "wo_snf", "wo_rcs", "wo_reason")
             else "none",
@@ -782,10 +798,12 @@ class LLMSeR(Enhancer):
             template = arv_template(reason)
             budget = max(256, self._chat().context_length - arv_tokens - 32)
             prompts, index = [], []
+            shown: dict[int, np.ndarray] = {}
             for i, (x, cands) in enumerate(zip(inputs, verify, strict=True)):
-                cands = cands[cands > 0]
+                cands = arv_display_order(cands[cands > 0], o.arv_order, o.seed, int(users[i]))
                 if len(x) == 0 or len(cands) == 0 or len(chosen[i]) == 0:
                     continue
+                shown[i] = cands
                 prompt, _ = template.render_fitted(
                     budget_tokens=budget,
                     count_tokens=self._chat().count_tokens,
@@ -813,7 +831,7 @@ class LLMSeR(Enhancer):
             )
             for i in index:
                 counters["arv_users"] += 1
-                cands = verify[i][verify[i] > 0]
+                cands = shown[i]  # candidate numbers refer to the order the prompt showed
                 answer = answers.get(i)
                 got = (
                     grounder.ground(
