@@ -265,7 +265,7 @@ def arv_order_probe(args, dataset: str, data, ranked_dir: Path) -> list[str]:
     lines = [
         "",
         f"ARV candidate order probe on {dataset} ({len(users)} users, the same in every column; "
-        "`--stage {dataset} --arv-order O --llm-users K`; SNF answers come from the response "
+        f"`--stage {dataset} --arv-order O --llm-users K`; SNF answers come from the response "
         "cache, so only the ARV prompt differs):",
         "",
         "| ARV pick | " + " | ".join(f"`{order}`" for order, _, _ in rows) + " |",
