@@ -258,6 +258,36 @@ def test_run_records_enhancer_defaults_and_refuses_changed_ones(home, monkeypatc
         train_run(config, load("tiny"), progress=False)
 
 
+def test_option_added_later_keeps_recorded_runs_when_its_default_does_what_they_did(
+    home, monkeypatch
+):
+    """A run recorded before an option existed is still reused at the option's neutral value,
+    and refused at any other (LLMSeR's arv_order broke every recorded LLMSeR run before this)."""
+    from llmseqrec.data.prepare import load
+    from llmseqrec.enhancers.llmser import LLMSeR
+    from llmseqrec.errors import ConfigError
+
+    overrides = {
+        "backbone": {"max_len": 10},
+        "train": {"epochs": 1, "threads": 1},
+        "enhancer": {"llm": False, "offline_epochs": 1, "offline_patience": 1},
+    }
+    config = build_run_config("tiny", "sasrec", "llmser", "p-s100", overrides)
+    result, directory = train_run(config, load("tiny"), progress=False)
+    record = directory / "enhancer.json"
+    older = json.loads(record.read_text())
+    assert older.pop("arv_order") == "ranked"
+    record.write_text(json.dumps(older))  # as recorded before the option existed
+    again, _ = train_run(config, load("tiny"), progress=False)
+    assert again == result
+    resolved = LLMSeR.resolved_options
+    monkeypatch.setattr(
+        LLMSeR, "resolved_options", lambda self: {**resolved(self), "arv_order": "reversed"}
+    )
+    with pytest.raises(ConfigError, match="arv_order"):
+        train_run(config, load("tiny"), progress=False)
+
+
 def test_item_bias_head_matches_plain_logits_and_is_learned(tiny, tmp_path):
     """The bias rides as an extra column: loss and gradients equal CE over ``h @ E.T + b``."""
     import torch.nn.functional as F

@@ -31,6 +31,9 @@ class Enhancer:
     name: ClassVar[str] = "none"
     # The paper's ablation rows as option overrides: ``--ablation wo_llm`` on the CLI.
     ablations: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Options added after runs were recorded, each with the value that does what those runs did:
+    # a run's record without the key reads as that value, so the run is still reused or resumed.
+    options_added_later: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})

@@ -396,6 +396,7 @@ def constraint(backend: Any, schema: dict[str, Any], grammar: str) -> dict[str, 
 class LLMSeR(Enhancer):
     name = "llmser"
     ablations = {name: {"ablation": name} for name in ABLATIONS if name != "none"}
+    options_added_later = {"arv_order": "ranked"}  # runs recorded before it showed them ranked
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -73,10 +73,11 @@ def check_enhancer_defaults(config: RunConfig, directory: Path, new_run: bool) -
     Runs made before this record existed have no file and are left as they are."""
     if config.method == "none":
         return
-    resolved = make_enhancer(config.method, config.enhancer).resolved_options()
+    enhancer = make_enhancer(config.method, config.enhancer)
+    resolved = enhancer.resolved_options()
     path = directory / "enhancer.json"
     if path.exists():
-        before = json.loads(path.read_text())
+        before = {**enhancer.options_added_later, **json.loads(path.read_text())}
         changed = sorted(k for k in set(before) | set(resolved) if before.get(k) != resolved.get(k))
         if changed:
             raise ConfigError(
