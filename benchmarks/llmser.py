@@ -238,7 +238,7 @@ def llm_vs_free(stage_dir: Path, data) -> dict | None:
     return out
 
 
-def arv_order_probe(args, dataset: str, data, ranked_dir: Path) -> list[str]:
+def arv_order_probe(args, dataset: str, data) -> list[str]:
     """ARV with its candidates shown reversed or shuffled (``--stage D --arv-order O
     --llm-users K``), next to the spec's ranked order on the same users: does the chat model
     follow the items or the place they are shown in?"""
@@ -249,30 +249,26 @@ def arv_order_probe(args, dataset: str, data, ranked_dir: Path) -> list[str]:
         helper = LLMSeR(options)
         helper.configure(config)
         directory = helper.stage_dir(data, enhancer_workdir(config, data))
-        files = sorted((directory / "chunks").glob("llm-*.npz"))
-        rows.append((order, directory, files))
-    probe_users = [
-        np.concatenate([np.load(f)["users"] for f in files])
-        for order, _, files in rows[1:]
+        rows.append((order, sorted((directory / "chunks").glob("llm-*.npz"))))
+    probed = [
+        set(np.concatenate([np.load(f)["users"] for f in files]).tolist())
+        for _, files in rows[1:]
         if files
     ]
-    if not probe_users:
+    if not probed:
         return []
-    users = set(np.concatenate(probe_users).tolist())
-    for _, _, files in rows[1:]:
-        if files:
-            users &= set(np.concatenate([np.load(f)["users"] for f in files]).tolist())
+    users = set.intersection(*probed)
     lines = [
         "",
         f"ARV candidate order probe on {dataset} ({len(users)} users, the same in every column; "
         f"`--stage {dataset} --arv-order O --llm-users K`; SNF answers come from the response "
         "cache, so only the ARV prompt differs):",
         "",
-        "| ARV pick | " + " | ".join(f"`{order}`" for order, _, _ in rows) + " |",
+        "| ARV pick | " + " | ".join(f"`{order}`" for order, _ in rows) + " |",
         "|---|" + "---:|" * len(rows),
     ]
     stats = {}
-    for order, _, files in rows:
+    for order, files in rows:
         got = {"shown first": 0, "shown last": 0, "forward top-1": 0, "forward last": 0,
                "the masked (true) item": 0, "omega": []}  # fmt: skip
         for path in files:
@@ -295,9 +291,9 @@ def arv_order_probe(args, dataset: str, data, ranked_dir: Path) -> list[str]:
     n = max(len(users), 1)
     for key in ("shown first", "shown last", "forward top-1", "forward last",
                 "the masked (true) item"):  # fmt: skip
-        cells = [f"{stats[o][key] / n:.1%}" if stats[o]["omega"] else "-" for o, _, _ in rows]
+        cells = [f"{stats[o][key] / n:.1%}" if stats[o]["omega"] else "-" for o, _ in rows]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    cells = [f"{np.mean(stats[o]['omega']):.3f}" if stats[o]["omega"] else "-" for o, _, _ in rows]
+    cells = [f"{np.mean(stats[o]['omega']):.3f}" if stats[o]["omega"] else "-" for o, _ in rows]
     lines.append("| mean omega | " + " | ".join(cells) + " |")
     return lines
 
@@ -570,8 +566,8 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
         ]
-    for dataset, (stage_dir, _) in stages.items():
-        lines += arv_order_probe(args, dataset, datasets(dataset), stage_dir)
+    for dataset in stages:
+        lines += arv_order_probe(args, dataset, datasets(dataset))
     patterns = answer_patterns()
     if patterns:
         lines += [
