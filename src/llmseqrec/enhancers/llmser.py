@@ -441,8 +441,13 @@ class LLMSeR(Enhancer):
             "n": o.n_candidates,
             "m": o.n_pseudo,
             "h": o.n_verify,
-            # only a non-default order joins the hash: stages built before the option keep theirs
-            **({"arv_order": o.arv_order} if o.arv_order != "ranked" else {}),
+            # options added later join the hash only away from their old behaviour, so stages
+            # built before them keep their directory
+            **{
+                key: getattr(o, key)
+                for key, old in self.options_added_later.items()
+                if getattr(o, key) != old
+            },
             "ablation": o.ablation
             if o.ablation in ("wo_ccg", "wo_snf", "wo_rcs", "wo_reason")
             else "none",
