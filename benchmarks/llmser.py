@@ -196,6 +196,20 @@ def chunk_totals(stage_dir: Path) -> dict | None:
     return totals
 
 
+def build_llm_free_twin(stage: LLMSeR, options: dict, config, data, workdir: Path) -> None:
+    """The LLM-free path's chunks (``plain-*``) in a finished LLM stage's own directory, so
+    the report can set every chat-model choice next to the LLM-free one on the same users.
+
+    ``llm`` is not part of the stage hash, so the same options with ``llm: False`` name the
+    same directory; the plain chunks take seconds each (forward model and MiniLM only)."""
+    twin = LLMSeR({**options, "llm": False})
+    twin.configure(config)
+    directory = twin.stage_dir(data, workdir)
+    if directory != stage.stage_dir(data, workdir):
+        raise RuntimeError(f"{directory}: the LLM-free twin would not share the LLM stage")
+    twin.prepare(data, workdir)
+
+
 def llm_vs_free(stage_dir: Path, data) -> dict | None:
     """What the chat model chose, next to the LLM-free path on the same users.
 
@@ -489,7 +503,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
     """The LLM-stage lines as this machine's cache holds them, and how much of it there was."""
     lines: list[str] = []
     seen = 0
-    stages = {}  # dataset -> (stage directory, its finished LLM chunks), read once
+    stages = {}  # (dataset, protocol) -> its stage directory
     for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
         cost, path = stage_cost(
             dataset, datasets(dataset), llmser_options(args.llm_users), protocol, args.epochs
@@ -497,8 +511,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         full = chunk_totals(path.parent)
         if protocol == "p-cl" and full is None:  # the --pcl-llm row's stage, once it has begun
             continue
-        if protocol == "p-s100":
-            stages[dataset] = (path.parent, full)
+        stages[(dataset, protocol)] = path.parent
         if full is not None:
             full["users"] = datasets(dataset).n_users
             full["coverage"] = full["llm_users"] / full["users"]
@@ -539,7 +552,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"{c['mean_omega']:.3f}. Chat model: {chat_description()}. "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
-    for dataset, (stage_dir, _) in stages.items():
+    for (dataset, protocol), stage_dir in stages.items():
         both = llm_vs_free(stage_dir, datasets(dataset))
         if both is None:
             continue
@@ -549,7 +562,8 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         )
         lines += [
             "",
-            f"What the chat model chose on {dataset} ({both['users']} LLM users, each set next to "
+            f"What the chat model chose on {dataset} `{protocol}` ({both['users']} LLM users, "
+            "each set next to "
             "its own LLM-free path, same stage directory):",
             "",
             "| | LLM path | LLM-free path |",
@@ -566,7 +580,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
         ]
-    for dataset in stages:
+    for dataset in [dataset for dataset, protocol in stages if protocol == "p-s100"]:
         lines += arv_order_probe(args, dataset, datasets(dataset))
     patterns = answer_patterns()
     if patterns:
@@ -793,6 +807,8 @@ def main() -> None:
             finally:  # Ctrl-C or kill -TERM included: the next machine goes on from here
                 keep_stage(enhancer, data, workdir)
         print(json.dumps(enhancer.cost, indent=1, default=float))
+        if options.get("llm", True) and "chunks_missing" not in enhancer.cost:
+            build_llm_free_twin(enhancer, options, config, data, workdir)
         return
     # the report reads every dataset that has a finished run, not only those trained now
     datasets = functools.cache(lambda name: prepare_preset(name, data_root))
