@@ -503,7 +503,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
     """The LLM-stage lines as this machine's cache holds them, and how much of it there was."""
     lines: list[str] = []
     seen = 0
-    stages = {}  # (dataset, protocol) -> its stage directory
+    stages = {}  # (dataset, protocol) -> (stage directory, its finished LLM chunks), read once
     for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
         cost, path = stage_cost(
             dataset, datasets(dataset), llmser_options(args.llm_users), protocol, args.epochs
@@ -511,7 +511,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         full = chunk_totals(path.parent)
         if protocol == "p-cl" and full is None:  # the --pcl-llm row's stage, once it has begun
             continue
-        stages[(dataset, protocol)] = path.parent
+        stages[(dataset, protocol)] = (path.parent, full)
         if full is not None:
             full["users"] = datasets(dataset).n_users
             full["coverage"] = full["llm_users"] / full["users"]
@@ -552,7 +552,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"{c['mean_omega']:.3f}. Chat model: {chat_description()}. "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
-    for (dataset, protocol), stage_dir in stages.items():
+    for (dataset, protocol), (stage_dir, _) in stages.items():
         both = llm_vs_free(stage_dir, datasets(dataset))
         if both is None:
             continue
@@ -607,8 +607,8 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         lines += ["|---|---|---:|---|---:|"]
         for backend, template, n, tin, tout, sec in cached:
             lines.append(f"| {backend} | {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
-        for dataset, (_, done) in stages.items():
-            if not done or not done.get("llm_users"):
+        for (dataset, protocol), (_, done) in stages.items():
+            if protocol != "p-s100" or not done or not done.get("llm_users"):
                 continue
             per_user = done["llm_wall_seconds"] / done["llm_users"]
             users = datasets(dataset).n_users
