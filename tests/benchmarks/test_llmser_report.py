@@ -57,3 +57,15 @@ def test_llm_rows_name_their_chat_backend_and_llm_free_rows_keep_their_hash():
     assert "chat" not in llmser.llmser_options(None, llm=False)  # finished runs stay matched
     assert llmser.llmser_options(None)["chat"]["backend"] == "transformers"
     assert llmser.llmser_options(8)["chat"]["dtype"] == "bfloat16"
+
+
+def test_stage_build_time_comes_from_the_chunks_not_from_the_call_that_read_them():
+    read_only = {"prepare_wall_seconds_this_call": 1.2, "chunks": 10}
+    assert llmser.build_time({**read_only, "build_seconds": 640.0, "chunks_timed": 10}) == (
+        "chunks built in 640 s of one process"
+    )
+    assert "at least 64 s" in llmser.build_time(
+        {**read_only, "build_seconds": 64.0, "chunks_timed": 1}
+    )
+    untimed = llmser.build_time(read_only)
+    assert untimed.startswith("build time not recorded") and "read it in 1 s" in untimed

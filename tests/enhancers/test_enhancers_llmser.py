@@ -221,6 +221,23 @@ def test_trains_on_each_backbone(tiny, home, model, device):
     assert json.loads(cost.read_text())["llm_users"] == 0
 
 
+def test_stage_cost_keeps_the_build_time_when_a_later_call_only_reads_the_chunks(
+    tiny, home, tmp_path
+):
+    # The report printed the reading call's wall time (1 s) as the Yelp stage's cost.
+    first = LLMSeR({**FAST, "llm": False})
+    first.configure(config(enhancer=first.options))
+    first.prepare(tiny, tmp_path / "llmser")
+    built = first.cost
+    assert built["chunks_timed"] == built["chunks"] == -(-tiny.n_users // FAST["chunk_users"])
+    assert built["build_seconds"] > 0
+    again = LLMSeR({**FAST, "llm": False})
+    again.configure(first.run_config)
+    again.prepare(tiny, tmp_path / "llmser")
+    assert again.cost["build_seconds"] == built["build_seconds"]
+    assert again.cost["chunks_timed"] == built["chunks"]
+
+
 def test_ablations_change_the_right_parts(tiny, home, tmp_path):
     base = LLMSeR({**FAST, "llm": False})
     base.configure(config(enhancer=base.options))
