@@ -1,9 +1,12 @@
 """The LLMSeR report covers the whole grid, whichever part an invocation trained."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -69,3 +72,68 @@ def test_stage_build_time_comes_from_the_chunks_not_from_the_call_that_read_them
     )
     untimed = llmser.build_time(read_only)
     assert untimed.startswith("build time not recorded") and "read it in 1 s" in untimed
+
+
+def _chunk(path: Path, users, chosen, verify, picked, omega, counters) -> None:
+    offsets = np.cumsum([0] + [len(c) for c in chosen])
+    np.savez(
+        path, users=np.array(users), pseudo_offsets=offsets,
+        pseudo_items=np.array([i for c in chosen for i in c], dtype=np.int64),
+        verify=np.array(verify), picked=np.array(picked), omega=np.array(omega, np.float32),
+        counters=np.array(json.dumps(counters)),
+    )  # fmt: skip
+
+
+def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choice(
+    monkeypatch, tmp_path
+):
+    # Three users through the LLM on Office; their last training items (the masked ARV
+    # targets) are 10, 13 and 16.
+    chunks = tmp_path / "office-stage" / "chunks"
+    chunks.mkdir(parents=True)
+    counters = {"snf_users": 3, "snf_fallback_users": 1, "calls": 4, "cache_hits": 1,
+                "tokens_in": 400, "tokens_out": 40, "llm_wall_seconds": 8.0}  # fmt: skip
+    verify = [[10, 11, 12], [13, 14, 15], [16, 17, 18]]
+    _chunk(chunks / "llm-0000000-0000003.npz", [0, 1, 2], [[5, 6], [8, 9], [20]],
+           verify, [10, 15, 18], [1.0, 0.5, 0.0], counters)  # fmt: skip
+    _chunk(chunks / "plain-0000000-0000003.npz", [0, 1, 2], [[5, 6], [7, 8], [20, 21]],
+           verify, [10, 13, 17], [1.0, 1.0, 0.4], {})  # fmt: skip
+    free_cost = {"users": 4, "build_seconds": 30.0, "chunks_timed": 1, "chunks": 1,
+                 "prepare_wall_seconds_this_call": 0.5, "ccg_seconds": 3.0,
+                 "mean_pseudo_items": 2.0, "mean_omega": 1.0}  # fmt: skip
+
+    def stage_cost(dataset, data, enhancer, protocol, epochs):
+        directory = tmp_path / ("office-stage" if (dataset, protocol) == ("office", "p-s100")
+                                else f"{dataset}-{protocol}")  # fmt: skip
+        if directory.name == "office-stage" and enhancer.get("llm") is False:
+            return free_cost, directory / "cost-llm0.json"
+        return None, directory / "cost-llm4.json"
+
+    targets = {0: 10, 1: 13, 2: 16}
+    data = SimpleNamespace(
+        n_users=4, split=SimpleNamespace(train_sequence=lambda u: np.array([3, targets[u]]))
+    )
+    monkeypatch.setattr(llmser, "stage_cost", stage_cost)
+    monkeypatch.setattr(llmser, "ROOT", tmp_path)
+    monkeypatch.setattr(llmser, "arv_order_probe", lambda args, dataset, data: [])
+    monkeypatch.setenv("LLMSEQREC_HOME", str(tmp_path))  # no response cache there
+    args = argparse.Namespace(llm_users=None, epochs=None)
+
+    lines, seen = llmser.stage_section(args, lambda name: data)
+    text = "\n".join(lines)
+
+    assert seen == 3
+    assert "office `p-s100`, LLM-free stage" in text and "chunks built in 30 s" in text
+    assert "3 / 4 users through the LLM (coverage 75.0%); 4 model calls, 1 cache hits (20%)" in (
+        text
+    )
+    assert "beauty `p-s100`, this table's runs: no finished LLM chunk" in text
+    assert "`p-cl`" not in text  # no p-cl stage has begun
+    assert "| SNF: answer grounded to M items without CCG fill | 66.7% |" in text
+    assert "| SNF: pseudo items shared with CCG top-M | 66.7% | 100% |" in text
+    assert "| SNF: same items in the same order as CCG top-M | 33.3% | 100% |" in text
+    assert "| ARV: pick = forward model's top-1 | 33.3% | 100% |" in text
+    assert "| ARV: pick position in the forward top-H (1, 2, 3) | 1: 33%, 2: 0%, 3: 67% |" in text
+    assert "| ARV: pick = the last of the H candidates | 66.7% | 0% |" in text
+    assert "| ARV: pick = the masked (true) item | 33.3% | 66.7% |" in text
+    assert "| mean omega | 0.500 | 0.800 |" in text
