@@ -212,9 +212,25 @@ def chunk_totals(stage_dir: Path) -> dict | None:
     return totals
 
 
-def build_llm_free_twin(stage: LLMSeR, options: dict, config, data, workdir: Path) -> None:
-    """The LLM-free path's chunks (``plain-*``) in a finished LLM stage's own directory, so
-    the report can set every chat-model choice next to the LLM-free one on the same users.
+def llm_users_reached(stage_dir: Path) -> int:
+    """K such that users 0..K-1 all have a finished LLM chunk (an unfinished stage's shards
+    build in user order, so this is where the slowest one has got to)."""
+    ends = {}
+    for path in (stage_dir / "chunks").glob("llm-*.npz"):
+        _, start, end = path.stem.split("-")
+        ends[int(start)] = int(end)
+    reached = 0
+    while reached in ends:
+        reached = ends[reached]
+    return reached
+
+
+def build_llm_free_twin(
+    stage: LLMSeR, options: dict, config, data, workdir: Path, partial: bool = False
+) -> None:
+    """The LLM-free path's chunks (``plain-*``) in an LLM stage's own directory, so the report
+    can set every chat-model choice next to the LLM-free one on the same users; ``partial``:
+    only for the users an unfinished stage has reached.
 
     ``llm`` is not part of the stage hash, so the same options with ``llm: False`` name the
     same directory; the plain chunks take seconds each (forward model and MiniLM only)."""
@@ -223,7 +239,7 @@ def build_llm_free_twin(stage: LLMSeR, options: dict, config, data, workdir: Pat
     directory = twin.stage_dir(data, workdir)
     if directory != stage.stage_dir(data, workdir):
         raise RuntimeError(f"{directory}: the LLM-free twin would not share the LLM stage")
-    twin.prepare(data, workdir)
+    twin.prepare(data, workdir, users_below=llm_users_reached(directory) if partial else None)
 
 
 def llm_vs_free(stage_dir: Path, data) -> dict | None:
@@ -576,11 +592,16 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         top_positions = ", ".join(
             f"{k + 1}: {v / n:.0%}" for k, v in enumerate(both["arv_position"][:3])
         )
+        n_users = datasets(dataset).n_users
+        reach = (
+            ""
+            if both["users"] >= n_users
+            else f"; the stage is unfinished: only the first {both['users']} of {n_users} users"
+        )
         lines += [
             "",
             f"What the chat model chose on {dataset} `{protocol}` ({both['users']} LLM users, "
-            "each set next to "
-            "its own LLM-free path, same stage directory):",
+            f"each set next to its own LLM-free path, same stage directory{reach}):",
             "",
             "| | LLM path | LLM-free path |",
             "|---|---|---|",
@@ -781,6 +802,11 @@ def main() -> None:
     )
     parser.add_argument("--llm-threads", type=int, default=None, help="--stage: LLM CPU threads")
     parser.add_argument(
+        "--llm-free-twin",
+        action="store_true",
+        help="--stage: only the LLM-free chunks of the users the LLM chunks have reached",
+    )
+    parser.add_argument(
         "--arv-order",
         choices=("ranked", "reversed", "shuffled"),
         default="ranked",
@@ -817,6 +843,9 @@ def main() -> None:
         workdir = enhancer_workdir(config, data)
         # a background shell ignores SIGINT: make SIGTERM unwind too, so the chunks are kept
         signal.signal(signal.SIGTERM, _interrupt)
+        if args.llm_free_twin:  # no chat model: the report's choice table on a partial stage
+            build_llm_free_twin(enhancer, options, config, data, workdir, partial=True)
+            return
         with llm_answers_travel():
             try:
                 enhancer.prepare(data, workdir, shard=(int(k), int(n or 1)))

@@ -137,3 +137,14 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     assert "| ARV: pick = the last of the H candidates | 66.7% | 0% |" in text
     assert "| ARV: pick = the masked (true) item | 33.3% | 66.7% |" in text
     assert "| mean omega | 0.500 | 0.800 |" in text
+    assert "the stage is unfinished: only the first 3 of 4 users" in text
+
+
+def test_llm_users_reached_stops_at_the_first_user_without_a_finished_chunk(tmp_path):
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    assert llmser.llm_users_reached(tmp_path) == 0
+    for name in ("llm-0000000-0000016", "llm-0000016-0000032", "llm-0000048-0000064"):
+        (chunks / f"{name}.npz").touch()
+    (chunks / "plain-0000032-0000048.npz").touch()  # an LLM-free chunk is no LLM user
+    assert llmser.llm_users_reached(tmp_path) == 32

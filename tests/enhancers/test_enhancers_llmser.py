@@ -455,3 +455,28 @@ def test_travelling_files_let_another_machine_go_on_without_retraining_or_asking
     assert not list(models.rglob("state.pt"))  # reloaded, not retrained
     np.testing.assert_array_equal(second.pseudo_items, first.pseudo_items)
     np.testing.assert_array_equal(second.omega, first.omega)
+
+
+def test_users_below_builds_only_the_chunks_those_users_need(tiny, home, tmp_path):
+    """The LLM-free twin of an unfinished stage: chunks up to user K, then whole as usual."""
+    options = {**FAST, "llm": False, "chunk_users": 4}
+    work = tmp_path / "part" / "llmser"
+    part = LLMSeR(options)
+    part.configure(config(enhancer=options))
+    part.prepare(tiny, work, users_below=10)  # 10 is inside the third chunk: two are built
+    chunks = part.stage_dir(tiny, work) / "chunks"
+    built = sorted(path.name for path in chunks.glob("*.npz"))
+    assert built == ["plain-0000000-0000004.npz", "plain-0000004-0000008.npz"]
+    n_chunks = -(-tiny.split.n_users // 4)
+    assert part.cost["chunks_missing"] == n_chunks - 2 and part.cost["built_now"] == 2
+
+    rest = LLMSeR(options)
+    rest.configure(config(enhancer=options))
+    rest.prepare(tiny, work)
+    whole = LLMSeR(options)
+    whole.configure(config(enhancer=options))
+    whole.prepare(tiny, tmp_path / "whole" / "llmser")
+    np.testing.assert_array_equal(rest.pseudo_items, whole.pseudo_items)
+    np.testing.assert_array_equal(rest.omega, whole.omega)
+    with pytest.raises(ConfigError, match="users_below -1"):
+        rest.prepare(tiny, work, users_below=-1)

@@ -554,16 +554,26 @@ class LLMSeR(Enhancer):
         files += sorted((directory / "chunks").glob("llm-*.npz"))
         return [f for f in files if f.exists()]
 
-    def prepare(self, dataset: Dataset, workdir: Path, shard: tuple[int, int] = (0, 1)) -> None:
+    def prepare(
+        self,
+        dataset: Dataset,
+        workdir: Path,
+        shard: tuple[int, int] = (0, 1),
+        users_below: int | None = None,
+    ) -> None:
         """Build (or reuse) every chunk and assemble the artefacts.
 
         ``shard=(k, n)`` builds only the missing chunks whose index is k mod n, so n processes
         can share one stage; a shard that finds chunks still missing returns without
         assembling (``self.cost`` then says how many), and a last unsharded call assembles.
+        ``users_below=K`` likewise builds only the chunks that end at or before user K (the
+        LLM-free twin of the users an unfinished LLM stage has reached).
         """
         k_shard, n_shard = shard
         if not 0 <= k_shard < n_shard:
             raise ConfigError(f"llmser shard {k_shard}/{n_shard}: need 0 <= k < n")
+        if users_below is not None and users_below < 0:
+            raise ConfigError(f"llmser users_below {users_below}: need K >= 0")
         directory = self.stage_dir(dataset, workdir)
         directory.mkdir(parents=True, exist_ok=True)
         atomic.write_json(directory / "options.json", self._stage_payload(dataset))
@@ -596,8 +606,12 @@ class LLMSeR(Enhancer):
             result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
             atomic.save_npz(chunk_path(start, end, use_llm), **result)
 
-        if n_shard > 1:
-            mine = [s for i, s in enumerate(segments) if i % n_shard == k_shard]
+        if n_shard > 1 or users_below is not None:
+            mine = [
+                s
+                for i, s in enumerate(segments)
+                if i % n_shard == k_shard and (users_below is None or s[1] <= users_below)
+            ]
             todo = [s for s in mine if not chunk_path(*s).exists()]
             bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=False)
             for segment in bar:
