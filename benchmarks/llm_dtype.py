@@ -3,8 +3,9 @@
 The LLM stages read long prompts (prefill) and write short answers (decode); ``dtype="auto"``
 picks bfloat16 wherever the CPU has native bf16. This probe loads the packaged SmolLM2-135M
 as the backend does, in each weight type twice (interleaved, so drift in the machine's load
-shows), and prints prompt tokens/s over three prompts of 1,100-1,200 random tokens, and decode
-steps/s for four rows after a 1,000-token context.
+shows), and prints prompt tokens/s over three prompts of 1,100-1,200 random tokens (logits of
+the last position only, as the stage reads a prompt), and decode steps/s for four rows after a
+1,000-token context.
 
     python benchmarks/llm_dtype.py
 
@@ -41,7 +42,7 @@ def probe(dtype: str) -> tuple[float, float]:
         model(torch.randint(100, 1000, (1, 64)))  # warm-up
         started, tokens = time.perf_counter(), 0
         for length in (1100, 1150, 1200):
-            model(torch.randint(100, 1000, (1, length)))
+            model(torch.randint(100, 1000, (1, length)), logits_to_keep=1)  # as the stage reads
             tokens += length
         prefill = tokens / (time.perf_counter() - started)
         cache = model(torch.randint(100, 1000, (4, 1000)), use_cache=True).past_key_values
