@@ -44,7 +44,7 @@ from run_records import (  # noqa: E402
     add_seeds_argument,
     keep,
     keep_files,
-    kept_section,
+    kept_blocks,
     llm_answers_travel,
     restore,
     restore_artefacts,
@@ -517,7 +517,7 @@ def report(args, datasets) -> str:
         "## LLM stage cost",
         "",
     ]
-    lines += kept_section("llmser-llm-stage", *stage_section(args, datasets))
+    lines += kept_blocks("llmser-llm-stage", stage_section(args, datasets))
     return "\n".join(lines) + "\n"
 
 
@@ -531,17 +531,19 @@ def chat_description() -> str:
     )
 
 
-def stage_section(args, datasets) -> tuple[list[str], int]:
-    """The LLM-stage lines as this machine's cache holds them, and how much of it there was."""
-    lines: list[str] = []
-    seen = 0
+def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
+    """The LLM-stage section as this machine's cache holds it, in blocks (``kept_blocks``):
+    ``(key, lines, seen)`` with how much of the cache went into each."""
+    blocks: list[tuple[str, list[str], int]] = []
     stages = {}  # (dataset, protocol) -> (stage directory, its finished LLM chunks), read once
     for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
         cost, path = stage_cost(
             dataset, datasets(dataset), llmser_options(args.llm_users), protocol, args.epochs
         )
         full = chunk_totals(path.parent)
+        where = f"{dataset}:{protocol}"
         if protocol == "p-cl" and full is None:  # the --pcl-llm row's stage, once it has begun
+            blocks += [(f"{kind}:{where}", [], 0) for kind in ("free", "runs", "chunks")]
             continue
         stages[(dataset, protocol)] = (path.parent, full)
         if full is not None:
@@ -550,8 +552,9 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
         free, free_path = stage_cost(
             dataset, datasets(dataset), llmser_options(None, llm=False), protocol, args.epochs
         )
+        free_lines = []
         if free is not None:
-            lines.append(
+            free_lines.append(
                 f"- {dataset} `{protocol}`, LLM-free stage (CCG pools, ARV by the forward model, "
                 f"MiniLM omega): "
                 f"{build_time(free)} for {free['users']} users "
@@ -559,18 +562,20 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"cached); mean pseudo items {free['mean_pseudo_items']:.1f}, mean omega "
                 f"{free['mean_omega']:.3f}. `{free_path.parent.relative_to(ROOT)}`"
             )
-        for name, c in (
-            ("this table's runs", cost),
-            ("LLM chunks on disk (full stage, may still run)", full),
+        blocks.append((f"free:{where}", free_lines, free["users"] if free else 0))
+        for kind, name, c in (
+            ("runs", "this table's runs", cost),
+            ("chunks", "LLM chunks on disk (full stage, may still run)", full),
         ):
             if c is None:
-                lines.append(
+                line = (
                     f"- {dataset} `{protocol}`, {name}: no finished LLM chunk "
                     f"({STAGE['chunk_users']} users)."
                 )
+                blocks.append((f"{kind}:{where}", [line], 0))
                 continue
             asked = c.get("calls", 0) + c.get("cache_hits", 0)
-            lines.append(
+            line = (
                 f"- {dataset} `{protocol}`, {name}: {c['llm_users']} / {c['users']} users through "
                 f"the LLM (coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
                 f"{c.get('cache_hits', 0):.0f} cache hits ({c.get('cache_hits', 0) / max(asked, 1):.0%}), "
@@ -584,9 +589,12 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"{c['mean_omega']:.3f}. Chat model: {chat_description()}. "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
-    for (dataset, protocol), (stage_dir, _) in stages.items():
-        both = llm_vs_free(stage_dir, datasets(dataset))
+            blocks.append((f"{kind}:{where}", [line], c["llm_users"]))
+    for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
+        stage_dir = stages.get((dataset, protocol), (None, None))[0]
+        both = llm_vs_free(stage_dir, datasets(dataset)) if stage_dir else None
         if both is None:
+            blocks.append((f"choices:{dataset}:{protocol}", [], 0))
             continue
         n = max(both["users"], 1)
         top_positions = ", ".join(
@@ -598,7 +606,7 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             if both["users"] >= n_users
             else f"; the stage is unfinished: only the first {both['users']} of {n_users} users"
         )
-        lines += [
+        table = [
             "",
             f"What the chat model chose on {dataset} `{protocol}` ({both['users']} LLM users, "
             f"each set next to its own LLM-free path, same stage directory{reach}):",
@@ -617,8 +625,11 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             f"| {both['free_hit'] / n:.1%} |",
             f"| mean omega | {both['omega_llm']:.3f} | {both['omega_free']:.3f} |",
         ]
+        blocks.append((f"choices:{dataset}:{protocol}", table, both["users"]))
     for dataset in [dataset for dataset, protocol in stages if protocol == "p-s100"]:
-        lines += arv_order_probe(args, dataset, datasets(dataset))
+        probe = arv_order_probe(args, dataset, datasets(dataset))
+        blocks.append((f"arv-order:{dataset}", probe, int(bool(probe))))
+    lines: list[str] = []
     patterns = answer_patterns()
     if patterns:
         lines += [
@@ -653,7 +664,8 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
                 f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
                 f"tokens per call); the full stage ({users} users) is about "
-                f"{users * per_user / 3600:.0f} core-hours on this CPU."
+                f"{users * per_user / 3600:.0f} core-hours at that rate (the notes name the CPU "
+                "each stage ran on)."
             )
         lines += ["", "Latest answers (as cached):", ""]
         lines += [f"- `{a}`" for a in sample_answers()]
@@ -664,9 +676,10 @@ def stage_section(args, datasets) -> tuple[list[str], int]:
             "times as there were slots (8 or 16 here); transformers divides each batch's wall",
             "time by the batch's size.",
         ]
-    seen += sum(n for _, _, n, *_ in cached or [])
+    seen = sum(n for _, _, n, *_ in cached or [])
     seen += sum(done["llm_users"] for _, done in stages.values() if done)
-    return lines, seen
+    blocks.append(("answers", lines, seen))
+    return blocks
 
 
 DEFAULTS = LLMSeROptions()  # N and H of the stage the report reads

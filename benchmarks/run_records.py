@@ -378,6 +378,51 @@ def kept_section(name: str, fresh: list[str], seen: int, store: Path = SECTIONS)
     return fresh
 
 
+def kept_blocks(
+    name: str, blocks: list[tuple[str, list[str], int]], store: Path = SECTIONS
+) -> list[str]:
+    """A report section of independent blocks (one stage's line, one table, ...), each kept in
+    git like ``kept_section`` and chosen on its own: the fuller of this machine's block and
+    the kept one wins. A machine that holds one stage in full and another not at all then
+    shows the first as it is now and the second as an earlier machine measured it.
+
+    ``blocks`` are ``(key, lines, seen)`` in report order; a kept block whose key is no longer
+    produced is shown after them, so nothing measured is dropped.
+    """
+    record = store / f"{name}.json"
+    kept = (
+        json.loads(record.read_text(encoding="utf-8")).get("blocks", {}) if record.exists() else {}
+    )
+    lines: list[str] = []
+    chosen: dict[str, dict] = {}
+    older: set[str] = set()
+    produced = {key for key, _, _ in blocks}
+    gone = [(key, [], 0) for key in kept if key not in produced]
+    for key, fresh, seen in [*blocks, *gone]:
+        previous = kept.get(key)
+        if previous and previous["seen"] > seen:
+            lines += previous["lines"]
+            chosen[key] = previous
+            older.add(previous["date"])
+            continue
+        lines += fresh
+        if seen > 0:  # nothing measured here: nothing to keep
+            chosen[key] = {"date": str(date.today()), "seen": seen, "lines": fresh}
+    if older:
+        lines += [
+            "",
+            f"(Some blocks above are kept in `{record.relative_to(ROOT)}` from "
+            f"{', '.join(sorted(older))}: the `cache/` of the machine that wrote this report held "
+            "less for them.)",
+            "",
+        ]
+    if chosen:
+        store.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"blocks": chosen}, indent=1) + "\n"
+        record.write_text(text, encoding="utf-8")
+    return lines
+
+
 def notes_path(report: Path) -> Path:
     """The hand-written notes of a report: ``x.md`` -> ``x.notes.md`` beside it."""
     return report.with_name(report.stem + ".notes.md")

@@ -24,8 +24,8 @@ def test_a_run_for_one_dataset_reports_every_dataset_and_seed(monkeypatch):
         return result if wanted == ("yelp", "gru4rec", "none", 42) else None
 
     monkeypatch.setattr(llmser, "finished", finished)
-    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: ([], 0))
-    monkeypatch.setattr(llmser, "kept_section", lambda name, lines, seen: lines)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: [])
+    monkeypatch.setattr(llmser, "kept_blocks", _joined)
     args = argparse.Namespace(
         datasets=["office"], models=["sasrec"], seeds=[42], epochs=None, llm_users=None,
         sweeps=False,
@@ -45,8 +45,8 @@ def test_finished_sweep_rows_stay_in_a_report_written_without_sweeps(monkeypatch
         return result if same and config.train.seed == 42 else None
 
     monkeypatch.setattr(llmser, "finished", finished)
-    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: ([], 0))
-    monkeypatch.setattr(llmser, "kept_section", lambda name, lines, seen: lines)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: [])
+    monkeypatch.setattr(llmser, "kept_blocks", _joined)
     args = argparse.Namespace(
         datasets=["office"], models=["sasrec"], seeds=None, epochs=None, llm_users=None,
         sweeps=False,
@@ -72,6 +72,10 @@ def test_stage_build_time_comes_from_the_chunks_not_from_the_call_that_read_them
     )
     untimed = llmser.build_time(read_only)
     assert untimed.startswith("build time not recorded") and "read it in 1 s" in untimed
+
+
+def _joined(name, blocks) -> list[str]:
+    return [line for _, lines, _ in blocks for line in lines]
 
 
 def _chunk(path: Path, users, chosen, verify, picked, omega, counters) -> None:
@@ -119,10 +123,14 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     monkeypatch.setenv("LLMSEQREC_HOME", str(tmp_path))  # no response cache there
     args = argparse.Namespace(llm_users=None, epochs=None)
 
-    lines, seen = llmser.stage_section(args, lambda name: data)
-    text = "\n".join(lines)
+    blocks = llmser.stage_section(args, lambda name: data)
+    text = "\n".join(_joined("stage", blocks))
+    seen = {key: n for key, _, n in blocks}
 
-    assert seen == 3
+    # each block says how much of the cache it shows, so a fuller kept one can stand in for it
+    assert seen["free:office:p-s100"] == 4 and seen["chunks:office:p-s100"] == 3
+    assert seen["choices:office:p-s100"] == 3 and seen["runs:office:p-s100"] == 0
+    assert seen["answers"] == 3 and seen["choices:beauty:p-cl"] == 0
     assert "office `p-s100`, LLM-free stage" in text and "chunks built in 30 s" in text
     assert "3 / 4 users through the LLM (coverage 75.0%); 4 model calls, 1 cache hits (20%)" in (
         text

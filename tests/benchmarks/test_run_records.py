@@ -114,6 +114,46 @@ def test_a_machine_without_the_cache_keeps_the_recorded_section(tmp_path, monkey
     assert not (store / "never-ran.json").exists()
 
 
+def test_blocks_are_kept_one_by_one_so_a_machine_ahead_on_one_stage_keeps_the_others(
+    tmp_path, monkeypatch
+):
+    # A new machine had restored the LLM chunks and answers from git (so it saw more of
+    # those) but not the LLM-free stages or the choice tables, which rebuild from cache/; as
+    # one section, its report dropped every Office table and LLM-free line (stop 48).
+    import run_records
+
+    monkeypatch.setattr(run_records, "ROOT", tmp_path)
+    store = tmp_path / "sections"
+    first = [
+        ("free:office", ["- office LLM-free: 4905 users"], 4905),
+        ("choices:office", ["", "Office table, 4905 users"], 4905),
+        ("chunks:beauty", ["- beauty: no finished LLM chunk"], 0),
+        ("answers", ["19852 answers"], 19852),
+    ]
+    assert run_records.kept_blocks("stage", first, store) == [
+        line for _, lines, _ in first for line in lines
+    ]
+    later = [
+        ("free:office", [], 0),
+        ("choices:office", ["", "Office table, 256 users"], 256),
+        ("chunks:beauty", ["- beauty: 288 / 22363 users"], 288),
+        ("answers", ["20428 answers"], 20428),
+    ]
+    text = run_records.kept_blocks("stage", later, store)
+    assert text[:5] == [
+        "- office LLM-free: 4905 users",
+        "",
+        "Office table, 4905 users",
+        "- beauty: 288 / 22363 users",
+        "20428 answers",
+    ]
+    assert "kept in `sections/stage.json`" in text[-2]
+    record = json.loads((store / "stage.json").read_text())["blocks"]
+    assert record["chunks:beauty"]["seen"] == 288 and record["free:office"]["seen"] == 4905
+    # a block the report no longer produces is still shown, after the others
+    assert run_records.kept_blocks("stage", later[1:], store)[4] == "- office LLM-free: 4905 users"
+
+
 def _epochs(directory: Path, count: int) -> None:
     lines = [json.dumps({"event": "epoch", "epoch": e}) for e in range(count)]
     (directory / "log.jsonl").write_text("\n".join(lines) + "\n")

@@ -613,7 +613,8 @@ class LLMSeR(Enhancer):
                 if i % n_shard == k_shard and (users_below is None or s[1] <= users_below)
             ]
             todo = [s for s in mine if not chunk_path(*s).exists()]
-            bar = tqdm(todo, desc=f"llmser shard {k_shard}/{n_shard}", unit="chunk", disable=False)
+            part = f"shard {k_shard}/{n_shard}" if n_shard > 1 else f"users < {users_below}"
+            bar = tqdm(todo, desc=f"llmser {part}", unit="chunk", disable=False)
             for segment in bar:
                 build(*segment)
             missing = sum(not chunk_path(*s).exists() for s in segments)
