@@ -80,16 +80,6 @@ def measure(preset: str, root: Path, cache: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def run(presets: list[str], repeats: int, root: Path) -> list[dict]:
     rows = []
     for preset in presets:
@@ -137,6 +127,8 @@ def verdict(row: dict) -> str:
 
 
 def render(rows: list[dict], repeats: int, command: str) -> str:
+    from llmseqrec.machine import cpu_model  # here: the child's import time stays clean
+
     lines = [
         "# Data preparation benchmark",
         "",

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_records import write_report  # noqa: E402
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
+from llmseqrec.machine import cpu_model  # noqa: E402
 from llmseqrec.training import trainer as trainer_module  # noqa: E402
 from llmseqrec.training.batches import iterate_batches  # noqa: E402
 from llmseqrec.training.config import build_run_config  # noqa: E402
@@ -191,14 +192,7 @@ def main() -> None:
         for label, s in seconds.items():
             step_rows.append((name, protocol, model, label, s, seconds[PREVIOUS] / s))
             print(step_rows[-1], flush=True)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
+    cpu = cpu_model()
     load_after = os.getloadavg()
     lines = [
         "# Full-softmax cross-entropy: loss + gradients, and a whole training step (CPU)",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import date
@@ -42,15 +41,9 @@ from run_records import restore_artefacts  # noqa: E402
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.llmser import LLMSeR  # noqa: E402
+from llmseqrec.machine import cpu_model  # noqa: E402
 from llmseqrec.text import ChatConfig, ChatModel  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir  # noqa: E402
-
-
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if "model name" in line:
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -106,7 +99,7 @@ def main() -> None:
     lines = [
         "# LLMSeR LLM stage: llama.cpp against transformers",
         "",
-        f"Measured {date.today()} on {cpu_name()} ({os.cpu_count()} cores, {args.threads} threads "
+        f"Measured {date.today()} on {cpu_model()} ({os.cpu_count()} cores, {args.threads} threads "
         f"per backend, load average {load_before:.2f} before the run). Reproduce: "
         f"`.venv/bin/python benchmarks/llm_backends.py --dataset {args.dataset} --users "
         f"{args.users} --threads {args.threads}`.",

@@ -14,23 +14,12 @@ Results and the machines they ran on: ``benchmarks/results/llmser.notes.md`` (st
 
 from __future__ import annotations
 
-import platform
 import time
 
 import torch
 
+from llmseqrec.machine import cpu_model
 from llmseqrec.text.llm import ChatConfig, TransformersBackend
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def probe(dtype: str) -> tuple[float, float]:
@@ -56,7 +45,7 @@ def probe(dtype: str) -> tuple[float, float]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print(f"{cpu_name()}, torch {torch.__version__}, one thread, SmolLM2-135M")
+    print(f"{cpu_model()}, torch {torch.__version__}, one thread, SmolLM2-135M")
     for dtype in ("bfloat16", "float32", "bfloat16", "float32"):
         prefill, decode = probe(dtype)
         print(

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
+from llmseqrec.machine import cpu_model  # noqa: E402
 from llmseqrec.text import (  # noqa: E402
     ChatConfig,
     ChatModel,
@@ -213,10 +214,7 @@ def main() -> None:
     retrieval_wall = time.perf_counter() - started
     assert not (neighbours == np.arange(split.n_users)[:, None]).any()
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     lines = [
         "# LLM stage speed",
         "",

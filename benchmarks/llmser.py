@@ -202,14 +202,24 @@ def chunk_totals(stage_dir: Path) -> dict | None:
         return None
     totals: dict = {"llm_users": 0, "chunks": len(files)}
     omegas = []
+    cpus: dict[str, int] = {}
     for path in files:
         data = np.load(path)
         totals["llm_users"] += len(data["users"])
         omegas.append(data["omega"])
         for key, value in json.loads(str(data["counters"])).items():
             totals[key] = totals.get(key, 0) + value
+        cpu = str(data["cpu"]) if "cpu" in data.files else "CPU not recorded (before stop 48)"
+        cpus[cpu] = cpus.get(cpu, 0) + 1
     totals["mean_omega"] = float(np.concatenate(omegas).mean())
+    totals["cpus"] = cpus
     return totals
+
+
+def built_on(totals: dict) -> str:
+    """Where a stage's LLM chunks were built: each CPU and its number of chunks."""
+    cpus = sorted(totals.get("cpus", {}).items(), key=lambda kv: -kv[1])
+    return "built on " + ", ".join(f"{cpu} ({n} chunk{'s' * (n != 1)})" for cpu, n in cpus)
 
 
 def llm_users_reached(stage_dir: Path) -> int:
@@ -586,7 +596,8 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
                 f"{c.get('grounding_by_index', 0):.0f} by index, {c.get('grounding_invalid_index', 0):.0f} "
                 f"invalid indices, {c.get('grounding_failed', 0):.0f} failed entries, "
                 f"{c.get('grounding_non_json', 0):.0f} non-JSON answers; mean omega "
-                f"{c['mean_omega']:.3f}. Chat model: {chat_description()}. "
+                f"{c['mean_omega']:.3f}. Chat model: {chat_description()}."
+                f"{' ' + built_on(c) + '.' if kind == 'chunks' else ''} "
                 f"`{path.parent.relative_to(ROOT)}`"
             )
             blocks.append((f"{kind}:{where}", [line], c["llm_users"]))
@@ -664,8 +675,7 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
                 f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
                 f"tokens per call); the full stage ({users} users) is about "
-                f"{users * per_user / 3600:.0f} core-hours at that rate (the notes name the CPU "
-                "each stage ran on)."
+                f"{users * per_user / 3600:.0f} core-hours at that rate ({built_on(done)})."
             )
         lines += ["", "Latest answers (as cached):", ""]
         lines += [f"- `{a}`" for a in sample_answers()]

@@ -17,6 +17,7 @@ from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import make_enhancer
 from llmseqrec.enhancers.llmser import LLMSeR, derived_dataset
 from llmseqrec.errors import ConfigError
+from llmseqrec.machine import cpu_model
 from llmseqrec.text.llm import ChatConfig, ChatModel, Completion
 from llmseqrec.training.batches import iterate_batches
 from llmseqrec.training.config import build_run_config
@@ -467,6 +468,7 @@ def test_users_below_builds_only_the_chunks_those_users_need(tiny, home, tmp_pat
     chunks = part.stage_dir(tiny, work) / "chunks"
     built = sorted(path.name for path in chunks.glob("*.npz"))
     assert built == ["plain-0000000-0000004.npz", "plain-0000004-0000008.npz"]
+    assert str(np.load(chunks / built[0])["cpu"]) == cpu_model()  # where its timings came from
     n_chunks = -(-tiny.split.n_users // 4)
     assert part.cost["chunks_missing"] == n_chunks - 2 and part.cost["built_now"] == 2
 

@@ -74,6 +74,7 @@ from llmseqrec import atomic
 from llmseqrec.data.dataset import Dataset
 from llmseqrec.enhancers.base import Enhancer, parse_options, register_enhancer
 from llmseqrec.errors import ConfigError
+from llmseqrec.machine import cpu_model
 from llmseqrec.training.batches import Batch, left_pad
 
 log = logging.getLogger(__name__)
@@ -604,7 +605,8 @@ class LLMSeR(Enhancer):
         def build(start: int, end: int, use_llm: bool) -> None:
             users = np.arange(start, end)
             result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-            atomic.save_npz(chunk_path(start, end, use_llm), **result)
+            # the CPU, so a report quoting the stage's wall time can say what it was measured on
+            atomic.save_npz(chunk_path(start, end, use_llm), **result, cpu=np.array(cpu_model()))
 
         if n_shard > 1 or users_below is not None:
             mine = [
