@@ -209,7 +209,7 @@ def chunk_totals(stage_dir: Path) -> dict | None:
         omegas.append(data["omega"])
         for key, value in json.loads(str(data["counters"])).items():
             totals[key] = totals.get(key, 0) + value
-        cpu = str(data["cpu"]) if "cpu" in data.files else "CPU not recorded (before stop 48)"
+        cpu = str(data["cpu"]) if "cpu" in data.files else "CPU not recorded"
         cpus[cpu] = cpus.get(cpu, 0) + 1
     totals["mean_omega"] = float(np.concatenate(omegas).mean())
     totals["cpus"] = cpus

@@ -146,7 +146,7 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     assert "| ARV: pick = the masked (true) item | 33.3% | 66.7% |" in text
     assert "| mean omega | 0.500 | 0.800 |" in text
     assert "the stage is unfinished: only the first 3 of 4 users" in text
-    assert "built on CPU not recorded (before stop 48) (1 chunk)." in text
+    assert "built on CPU not recorded (1 chunk)." in text
 
 
 def test_llm_users_reached_stops_at_the_first_user_without_a_finished_chunk(tmp_path):
