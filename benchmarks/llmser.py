@@ -14,7 +14,9 @@ Rows per dataset (protocol ``p-s100``): None / ASReP / LLMSeR (LLM path for the 
 ``--llm-users`` users, LLM-free path for the rest) / LLMSeR LLM-free (SNF = top-M of CCG, ARV pick
 = forward top-1), on SASRec (3 seeds), GRU4Rec, BERT4Rec; SASRec rows again under ``p-cl``;
 M and beta sweeps and the LLM-free ablations w/o CCG, w/o ARV on the LLM-free path
-(``--sweeps``). CCG and ARV use a SASRec offline model for every backbone
+(``--sweeps``); the ablations that change what the chat model is asked (w/o SNF, w/o RCS,
+w/o Reason) on the LLM path, each its own LLM stage (``--stage D --stage-ablation A``), as SASRec
+rows with ``--llm-ablations``. CCG and ARV use a SASRec offline model for every backbone
 (``offline_model=sasrec``) so that one LLM stage serves all three. The LLM rows ask the packaged
 SmolLM2 through transformers in bf16 (``--llm-backend llamacpp``: through llama.cpp).
 Writes ``benchmarks/results/llmser.md`` and ``llmser_groups.png``.
@@ -78,6 +80,12 @@ LLM_BACKENDS = {
     "llamacpp": {},
 }  # fmt: skip
 LLM_CHAT: dict = LLM_BACKENDS["transformers"]
+# The paper's ablations that change what the chat model is asked: each needs its own LLM stage.
+LLM_ABLATIONS = {
+    "wo_snf": "w/o SNF (CCG top-M, LLM ARV)",
+    "wo_rcs": "w/o RCS (history oldest first)",
+    "wo_reason": "w/o Reason (answer only)",
+}
 
 
 def llmser_options(llm_users: int | None, **extra) -> dict:
@@ -89,7 +97,14 @@ def llmser_options(llm_users: int | None, **extra) -> dict:
     return options
 
 
-def variants(llm_users: int | None, sweeps: bool) -> list[tuple[str, str, dict]]:
+def sasrec_s100_only(label: str) -> bool:
+    """Sweep and ablation rows: SASRec under ``p-s100`` only, listed once any has finished."""
+    return label.startswith(("LLM-free ", "LLM w/o "))
+
+
+def variants(
+    llm_users: int | None, sweeps: bool, llm_ablations: bool = False
+) -> list[tuple[str, str, dict]]:
     rows = [
         ("None", "none", {}),
         ("ASReP", "asrep", {"offline_model": "sasrec"}),
@@ -118,6 +133,9 @@ def variants(llm_users: int | None, sweeps: bool) -> list[tuple[str, str, dict]]
             rows.append(
                 (f"LLM-free {name}", "llmser", llmser_options(None, llm=False, ablation=ablation))
             )
+    if llm_ablations:
+        for ablation, name in LLM_ABLATIONS.items():
+            rows.append((f"LLM {name}", "llmser", llmser_options(llm_users, ablation=ablation)))
     return rows
 
 
@@ -139,13 +157,12 @@ def plan(args):
                 if model not in args.models:
                     continue
                 seeds = seeds_to_train(args, multi_seed=model == "sasrec")
-                for label, method, enhancer in variants(args.llm_users, args.sweeps):
-                    if protocol == "p-cl" and label.startswith("LLM-free "):
+                rows = variants(args.llm_users, args.sweeps, args.llm_ablations)
+                for label, method, enhancer in rows:
+                    if (protocol == "p-cl" or model != "sasrec") and sasrec_s100_only(label):
                         continue
                     if protocol == "p-cl" and label.startswith("LLMSeR (LLM") and not args.pcl_llm:
                         continue  # its own LLM stage (CE-trained pools): only with --pcl-llm
-                    if model != "sasrec" and label.startswith("LLM-free "):
-                        continue
                     for seed in seeds:
                         yield dataset, protocol, model, label, method, enhancer, seed
 
@@ -209,17 +226,17 @@ def chunk_totals(stage_dir: Path) -> dict | None:
         omegas.append(data["omega"])
         for key, value in json.loads(str(data["counters"])).items():
             totals[key] = totals.get(key, 0) + value
-        cpu = str(data["cpu"]) if "cpu" in data.files else "CPU not recorded"
+        cpu = str(data["cpu"]) if "cpu" in data.files else "a CPU not recorded"
         cpus[cpu] = cpus.get(cpu, 0) + 1
     totals["mean_omega"] = float(np.concatenate(omegas).mean())
     totals["cpus"] = cpus
     return totals
 
 
-def built_on(totals: dict) -> str:
-    """Where a stage's LLM chunks were built: each CPU and its number of chunks."""
+def built_on(totals: dict, lead: str = "built on") -> str:
+    """Where a stage's LLM chunks were built: each CPU and its number of chunks, no brackets."""
     cpus = sorted(totals.get("cpus", {}).items(), key=lambda kv: -kv[1])
-    return "built on " + ", ".join(f"{cpu} ({n} chunk{'s' * (n != 1)})" for cpu, n in cpus)
+    return f"{lead} " + ", ".join(f"{cpu}: {n} chunk{'s' * (n != 1)}" for cpu, n in cpus)
 
 
 def llm_users_reached(stage_dir: Path) -> int:
@@ -378,11 +395,14 @@ def report(args, datasets) -> str:
         "(top-1 chain, M=15, users with < 18 training items) and fine-tuning from the reverse "
         "weights; *LLMSeR (LLM for first K users)* = the full method for users 0..K-1 (SNF and ARV "
         "by the chat model) and the LLM-free path for the rest; *LLMSeR LLM-free* = CCG top-M as "
-        "pseudo items (the paper's w/o SNF) and the forward model's top-1 as the ARV pick; "
+        "pseudo items (as w/o SNF does) and the forward model's top-1 as the ARV pick; "
         "*LLM-free M=, beta=* change one setting of that path; *LLM-free w/o CCG (popular "
         "pool)* takes the N most popular training items outside the history as the pool instead "
         "of the reverse model's top-N; *LLM-free w/o ARV (omega 1)* trains every user with "
-        "omega_u = 1 (beta still applies); the paper's w/o WD on this path is *beta=1.0*. CCG/ARV "
+        "omega_u = 1 (beta still applies); the paper's w/o WD on this path is *beta=1.0*; *LLM w/o "
+        "SNF* takes CCG's top-M as the pseudo items and asks the chat model ARV only, *LLM w/o "
+        "RCS* shows the SNF prompt's history oldest first, *LLM w/o Reason* asks for the answer "
+        "without a reason (each the LLM path for every user, its own LLM stage). CCG/ARV "
         "offline models: SASRec (same protocol) for every backbone. User groups: training-prefix "
         "length.",
         "",
@@ -397,8 +417,8 @@ def report(args, datasets) -> str:
             for model in MODELS:
                 baseline = None
                 # sweep rows appear once any has finished, whether or not this call asked for them
-                for label, method, enhancer in variants(args.llm_users, sweeps=True):
-                    if (protocol == "p-cl" or model != "sasrec") and label.startswith("LLM-free "):
+                for label, method, enhancer in variants(args.llm_users, True, True):
+                    if (protocol == "p-cl" or model != "sasrec") and sasrec_s100_only(label):
                         continue
                     if protocol == "p-cl" and model != "sasrec":
                         continue
@@ -413,9 +433,14 @@ def report(args, datasets) -> str:
                             results.append((config, result))
                             done.append(seed)
                             table_seeds.add(seed)
+                    # the paper's figures sit beside its own rows only, not the sweeps or ablations
+                    own = label == "None" or label.startswith("LLMSeR (LLM")
                     paper = PAPER.get((dataset, model, method)) if protocol == "p-s100" else None
+                    paper = paper if own else None
                     paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "-"
                     if not results and label.startswith("LLM-free ") and not args.sweeps:
+                        continue
+                    if not results and label.startswith("LLM w/o ") and not args.llm_ablations:
                         continue
                     if not results:
                         body.append(f"| {model} | {label} | not run | | | | {paper_text} | |")
@@ -457,11 +482,7 @@ def report(args, datasets) -> str:
                                 f"HR@10 {d_hr:+.4f} vs None on the same seeds ({verdict}; seeds "
                                 f"{','.join(map(str, common))})."
                             )
-                    if (
-                        protocol == "p-s100"
-                        and model == "sasrec"
-                        and not label.startswith("LLM-free ")
-                    ):
+                    if protocol == "p-s100" and model == "sasrec" and not sasrec_s100_only(label):
                         figure_rows[(dataset, label)] = [
                             group_metrics(c, datasets(dataset)) for c, _ in results
                         ]
@@ -512,8 +533,9 @@ def report(args, datasets) -> str:
         lines.append(f"- datasets {', '.join(missing)} (`--datasets {','.join(DATASETS)}`).")
     lines.append(
         "- M and beta sweeps and LLM-free ablations for tables without `LLM-free ...` rows "
-        "(`--sweeps` runs them); the LLM-path ablation rows w/o CCG/SNF/ARV/RCS/Reason/WD "
-        "(they need the full LLM stage)."
+        "(`--sweeps` runs them); the LLM-path ablation rows w/o SNF/RCS/Reason where their LLM "
+        "stage is not complete (`--stage D --stage-ablation A`, then `--llm-ablations`); w/o "
+        "CCG/ARV/WD on the LLM path (the LLM-free path has them)."
     )
     lines.append("- rows marked 'not run' above, including unfinished (paused) runs.")
     lines.append("")
@@ -538,6 +560,26 @@ def chat_description() -> str:
     return (
         f"packaged SmolLM2-135M Q4_1 dequantised to {LLM_CHAT['dtype']}, transformers, "
         "grammar held by llguidance"
+    )
+
+
+def stage_line(what: str, c: dict, stage_dir: Path, chunks: bool) -> str:
+    """One stage's LLM cost and failures, from a prepare call's cost or its chunks' totals."""
+    asked = c.get("calls", 0) + c.get("cache_hits", 0)
+    return (
+        f"- {what}: {c['llm_users']} / {c['users']} users through "
+        f"the LLM (coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
+        f"{c.get('cache_hits', 0):.0f} cache hits ({c.get('cache_hits', 0) / max(asked, 1):.0%}), "
+        f"tokens in/out {c.get('tokens_in', 0):.0f} / {c.get('tokens_out', 0):.0f}, "
+        f"LLM wall {c.get('llm_wall_seconds', 0):.0f} s; SNF fallbacks "
+        f"{c.get('snf_fallback_users', 0):.0f} users ({c.get('snf_filled_items', 0):.0f} items "
+        f"filled from CCG), ARV fallbacks {c.get('arv_fallback_users', 0):.0f}, grounding: "
+        f"{c.get('grounding_by_index', 0):.0f} by index, {c.get('grounding_invalid_index', 0):.0f} "
+        f"invalid indices, {c.get('grounding_failed', 0):.0f} failed entries, "
+        f"{c.get('grounding_non_json', 0):.0f} non-JSON answers; mean omega "
+        f"{c['mean_omega']:.3f}. Chat model: {chat_description()}."
+        f"{' ' + built_on(c, 'Built on') + '.' if chunks else ''} "
+        f"`{stage_dir.relative_to(ROOT)}`"
     )
 
 
@@ -584,23 +626,20 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
                 )
                 blocks.append((f"{kind}:{where}", [line], 0))
                 continue
-            asked = c.get("calls", 0) + c.get("cache_hits", 0)
-            line = (
-                f"- {dataset} `{protocol}`, {name}: {c['llm_users']} / {c['users']} users through "
-                f"the LLM (coverage {c['coverage']:.1%}); {c.get('calls', 0):.0f} model calls, "
-                f"{c.get('cache_hits', 0):.0f} cache hits ({c.get('cache_hits', 0) / max(asked, 1):.0%}), "
-                f"tokens in/out {c.get('tokens_in', 0):.0f} / {c.get('tokens_out', 0):.0f}, "
-                f"LLM wall {c.get('llm_wall_seconds', 0):.0f} s; SNF fallbacks "
-                f"{c.get('snf_fallback_users', 0):.0f} users ({c.get('snf_filled_items', 0):.0f} items "
-                f"filled from CCG), ARV fallbacks {c.get('arv_fallback_users', 0):.0f}, grounding: "
-                f"{c.get('grounding_by_index', 0):.0f} by index, {c.get('grounding_invalid_index', 0):.0f} "
-                f"invalid indices, {c.get('grounding_failed', 0):.0f} failed entries, "
-                f"{c.get('grounding_non_json', 0):.0f} non-JSON answers; mean omega "
-                f"{c['mean_omega']:.3f}. Chat model: {chat_description()}."
-                f"{' ' + built_on(c) + '.' if kind == 'chunks' else ''} "
-                f"`{path.parent.relative_to(ROOT)}`"
-            )
+            line = stage_line(f"{dataset} `{protocol}`, {name}", c, path.parent, kind == "chunks")
             blocks.append((f"{kind}:{where}", [line], c["llm_users"]))
+    for dataset, (ablation, label) in itertools.product(DATASETS, LLM_ABLATIONS.items()):
+        _, path = stage_cost(
+            dataset, datasets(dataset), llmser_options(None, ablation=ablation), "p-s100", None
+        )
+        full = chunk_totals(path.parent)
+        if full is None:
+            blocks.append((f"ablation:{dataset}:{ablation}", [], 0))
+            continue
+        full["users"] = datasets(dataset).n_users
+        full["coverage"] = full["llm_users"] / full["users"]
+        line = stage_line(f"{dataset} `p-s100`, LLM stage {label}", full, path.parent, True)
+        blocks.append((f"ablation:{dataset}:{ablation}", [line], full["llm_users"]))
     for dataset, protocol in itertools.product(DATASETS, ("p-s100", "p-cl")):
         stage_dir = stages.get((dataset, protocol), (None, None))[0]
         both = llm_vs_free(stage_dir, datasets(dataset)) if stage_dir else None
@@ -675,7 +714,7 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
                 f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
                 f"tokens per call); the full stage ({users} users) is about "
-                f"{users * per_user / 3600:.0f} core-hours at that rate ({built_on(done)})."
+                f"{users * per_user / 3600:.0f} core-hours at that rate; chunks {built_on(done)}."
             )
         lines += ["", "Latest answers (as cached):", ""]
         lines += [f"- `{a}`" for a in sample_answers()]
@@ -811,7 +850,16 @@ def main() -> None:
     parser.add_argument(
         "--sweeps", action="store_true", help="M and beta sweeps, LLM-free ablations"
     )
+    parser.add_argument(
+        "--llm-ablations", action="store_true", help="LLM-path ablations (own LLM stages)"
+    )
     parser.add_argument("--stage", default=None, help="run only the full LLM stage on a dataset")
+    parser.add_argument(
+        "--stage-ablation",
+        choices=sorted(LLM_ABLATIONS),
+        default=None,
+        help="--stage: the LLM stage of an --llm-ablations row",
+    )
     parser.add_argument(
         "--stage-protocol",
         choices=("p-s100", "p-cl"),
@@ -853,6 +901,8 @@ def main() -> None:
     if args.stage:
         data = prepare_preset(args.stage, data_root)
         extra = {"arv_order": args.arv_order} if args.arv_order != "ranked" else {}
+        if args.stage_ablation:
+            extra["ablation"] = args.stage_ablation
         stage_options = llmser_options(args.llm_users, **extra)
         config = make_config(
             args.stage, "sasrec", "llmser", stage_options, args.stage_protocol, 42, None

@@ -28,7 +28,7 @@ def test_a_run_for_one_dataset_reports_every_dataset_and_seed(monkeypatch):
     monkeypatch.setattr(llmser, "kept_blocks", _joined)
     args = argparse.Namespace(
         datasets=["office"], models=["sasrec"], seeds=[42], epochs=None, llm_users=None,
-        sweeps=False,
+        sweeps=False, llm_ablations=False,
     )  # fmt: skip
     text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
     assert "## yelp, `p-s100`" in text and "| gru4rec | None | 0.7000 |" in text
@@ -49,11 +49,44 @@ def test_finished_sweep_rows_stay_in_a_report_written_without_sweeps(monkeypatch
     monkeypatch.setattr(llmser, "kept_blocks", _joined)
     args = argparse.Namespace(
         datasets=["office"], models=["sasrec"], seeds=None, epochs=None, llm_users=None,
-        sweeps=False,
+        sweeps=False, llm_ablations=False,
     )  # fmt: skip
     text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
-    assert "| sasrec | LLM-free M=2 | 0.7000 |" in text
+    assert "| sasrec | LLM-free M=2 | 0.7000 | 0.4000 |" in text
     assert "LLM-free M=4" not in text  # unfinished sweep rows only with --sweeps
+
+
+def test_llm_ablation_rows_train_on_sasrec_p_s100_only_and_show_once_finished(monkeypatch):
+    args = argparse.Namespace(
+        datasets=["office"], models=["sasrec", "gru4rec"], seeds=[42], epochs=None,
+        llm_users=None, sweeps=False, llm_ablations=True, pcl=True, pcl_llm=True,
+    )  # fmt: skip
+    ablated = [row for row in llmser.plan(args) if row[3].startswith("LLM w/o ")]
+    assert {(protocol, model) for _, protocol, model, *_ in ablated} == {("p-s100", "sasrec")}
+    assert sorted(row[5]["ablation"] for row in ablated) == sorted(llmser.LLM_ABLATIONS)
+    assert all(row[5]["chat"] == llmser.llmser_options(None)["chat"] for row in ablated)
+    without = argparse.Namespace(**{**vars(args), "llm_ablations": False})
+    assert not any(row[3].startswith("LLM w/o ") for row in llmser.plan(without))
+
+    result = {"test": {"hr@10": 0.7, "ndcg@10": 0.4, "hr@20": 0.8, "ndcg@20": 0.5}, "best_epoch": 3}
+    wo_rcs = llmser.llmser_options(None, ablation="wo_rcs")
+    free = llmser.llmser_options(None, llm=False, n_pseudo=2)
+
+    def finished(config):
+        ours = dict(config.enhancer) in (wo_rcs, free) and config.train.seed == 42
+        return result if ours and config.dataset == "yelp" else None
+
+    monkeypatch.setattr(llmser, "finished", finished)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: [])
+    monkeypatch.setattr(llmser, "kept_blocks", _joined)
+    text = llmser.report(without, lambda name: SimpleNamespace(metadata={}))
+    ablation_row = "| sasrec | LLM w/o RCS (history oldest first) | 0.7000 | 0.4000 |"
+    assert ablation_row in text
+    assert "| LLM w/o SNF" not in text  # unfinished ablation rows only with --llm-ablations
+    # the paper's LLMSeR figure sits beside the full method's row only (it was on every row)
+    for row in (ablation_row, "| sasrec | LLM-free M=2 | 0.7000 | 0.4000 |"):
+        assert text.split(row)[1].split("\n")[0].startswith(" 0.8000 / 0.5000 | 42 | - |")
+    assert "| sasrec | LLMSeR (LLM for all users) | not run | | | | 0.7558 / 0.4950 |" in text
 
 
 def test_llm_rows_name_their_chat_backend_and_llm_free_rows_keep_their_hash():
@@ -146,7 +179,7 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     assert "| ARV: pick = the masked (true) item | 33.3% | 66.7% |" in text
     assert "| mean omega | 0.500 | 0.800 |" in text
     assert "the stage is unfinished: only the first 3 of 4 users" in text
-    assert "built on CPU not recorded (1 chunk)." in text
+    assert "Built on a CPU not recorded: 1 chunk." in text
 
 
 def test_llm_users_reached_stops_at_the_first_user_without_a_finished_chunk(tmp_path):
