@@ -435,8 +435,11 @@ def report(args, datasets) -> str:
                             table_seeds.add(seed)
                     # the paper's figures sit beside its own rows only, not the sweeps or ablations
                     own = label == "None" or label.startswith("LLMSeR (LLM")
-                    paper = PAPER.get((dataset, model, method)) if protocol == "p-s100" else None
-                    paper = paper if own else None
+                    paper = (
+                        PAPER.get((dataset, model, method))
+                        if own and protocol == "p-s100"
+                        else None
+                    )
                     paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "-"
                     if not results and label.startswith("LLM-free ") and not args.sweeps:
                         continue
