@@ -4,6 +4,8 @@
     nice -n 10 python benchmarks/llmser.py --stage office
     # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
     python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
+    # or one shard per core until a stop time, restarted every 30 minutes to keep its chunks:
+    bash benchmarks/llmser_lanes.sh office 16:45
     # stop a stage with Ctrl-C or kill -TERM: its answers, offline models, pools and finished LLM
     # chunks are kept under benchmarks/results/ (commit them) and the next machine goes on
     # training rows (finished runs are read back, interrupted ones continue):
