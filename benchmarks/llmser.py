@@ -222,14 +222,21 @@ def chunk_totals(stage_dir: Path) -> dict | None:
     totals: dict = {"llm_users": 0, "chunks": len(files)}
     omegas = []
     cpus: dict[str, int] = {}
+    totals["cpu_users"] = totals["cpu_wall_seconds"] = 0  # a one-core rate: GPU chunks apart
     for path in files:
         data = np.load(path)
         totals["llm_users"] += len(data["users"])
         omegas.append(data["omega"])
-        for key, value in json.loads(str(data["counters"])).items():
+        counters = json.loads(str(data["counters"]))
+        for key, value in counters.items():
             totals[key] = totals.get(key, 0) + value
-        cpu = str(data["cpu"]) if "cpu" in data.files else "a CPU not recorded"
-        cpus[cpu] = cpus.get(cpu, 0) + 1
+        if "gpu" in data.files:
+            where = f"{data['gpu']} (GPU)"
+        else:
+            where = str(data["cpu"]) if "cpu" in data.files else "a CPU not recorded"
+            totals["cpu_users"] += len(data["users"])
+            totals["cpu_wall_seconds"] += counters.get("llm_wall_seconds", 0.0)
+        cpus[where] = cpus.get(where, 0) + 1
     totals["mean_omega"] = float(np.concatenate(omegas).mean())
     totals["cpus"] = cpus
     return totals
@@ -711,15 +718,16 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
         for backend, template, n, tin, tout, sec in cached:
             lines.append(f"| {backend} | {template} | {n} | {tin:.0f} / {tout:.0f} | {sec:.1f} |")
         for (dataset, protocol), (_, done) in stages.items():
-            if protocol != "p-s100" or not done or not done.get("llm_users"):
+            if protocol != "p-s100" or not done or not done.get("cpu_users"):
                 continue
-            per_user = done["llm_wall_seconds"] / done["llm_users"]
+            per_user = done["cpu_wall_seconds"] / done["cpu_users"]
             users = datasets(dataset).n_users
             lines.append(
                 f"\nMeasured on {dataset}'s finished chunks: {per_user:.0f} s wall per user (SNF + "
                 f"ARV, one one-core process, {done['tokens_in'] / max(done['calls'], 1):.0f} prompt "
                 f"tokens per call); the full stage ({users} users) is about "
-                f"{users * per_user / 3600:.0f} core-hours at that rate; chunks {built_on(done)}."
+                f"{users * per_user / 3600:.0f} core-hours at that rate (CPU chunks only); "
+                f"chunks {built_on(done)}."
             )
         lines += ["", "Latest answers (as cached):", ""]
         lines += [f"- `{a}`" for a in sample_answers()]

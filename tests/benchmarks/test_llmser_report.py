@@ -190,3 +190,21 @@ def test_llm_users_reached_stops_at_the_first_user_without_a_finished_chunk(tmp_
         (chunks / f"{name}.npz").touch()
     (chunks / "plain-0000032-0000048.npz").touch()  # an LLM-free chunk is no LLM user
     assert llmser.llm_users_reached(tmp_path) == 32
+
+
+def test_chunks_built_on_a_gpu_are_named_and_kept_out_of_the_one_core_rate(tmp_path):
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    for name, users, wall, gpu in (("0000000-0000002", [0, 1], 20.0, None),
+                                   ("0000002-0000004", [2, 3], 1.0, "NVIDIA H100")):  # fmt: skip
+        _chunk(chunks / f"llm-{name}.npz", users, [[5], [6]], [[5], [6]], [5, 6], [0.5, 0.5],
+               {"llm_wall_seconds": wall, "calls": 4})  # fmt: skip
+        data = dict(np.load(chunks / f"llm-{name}.npz"))
+        data["cpu"] = np.array("AMD EPYC")
+        if gpu:
+            data["gpu"] = np.array(gpu)
+        np.savez(chunks / f"llm-{name}.npz", **data)
+    totals = llmser.chunk_totals(tmp_path)
+    assert totals["llm_users"] == 4 and totals["llm_wall_seconds"] == 21.0
+    assert (totals["cpu_users"], totals["cpu_wall_seconds"]) == (2, 20.0)
+    assert llmser.built_on(totals) == "built on AMD EPYC: 1 chunk, NVIDIA H100 (GPU): 1 chunk"

@@ -290,6 +290,10 @@ def test_transformers_backend_answers_inside_the_grammar(tiny, home, tmp_path):
     for u in range(2):
         p = enhancer.pseudo_items[enhancer.pseudo_offsets[u] : enhancer.pseudo_offsets[u + 1]]
         assert len(p) == 12 and set(p.tolist()) <= set(enhancer.candidates[u].tolist())
+    # where it was built: this CPU, no GPU (a chunk made on one also names the GPU)
+    (chunk,) = (enhancer.artefact_dir / "chunks").glob("llm-*.npz")
+    assert "cpu" in np.load(chunk).files and "gpu" not in np.load(chunk).files
+    assert enhancer.chat_model.accelerator is None
 
 
 class PromptKeyedBackend(FakeBackend):

@@ -605,8 +605,11 @@ class LLMSeR(Enhancer):
         def build(start: int, end: int, use_llm: bool) -> None:
             users = np.arange(start, end)
             result = self._process_chunk(dataset, users, candidates, forward, texts, use_llm)
-            # the CPU, so a report quoting the stage's wall time can say what it was measured on
-            atomic.save_npz(chunk_path(start, end, use_llm), **result, cpu=np.array(cpu_model()))
+            # the CPU (and the chat model's GPU, if any), so a report quoting the stage's wall
+            # time can say what it was measured on
+            gpu = getattr(self.chat_model, "accelerator", None) if use_llm else None
+            where = {"cpu": np.array(cpu_model())} | ({"gpu": np.array(gpu)} if gpu else {})
+            atomic.save_npz(chunk_path(start, end, use_llm), **result, **where)
 
         if n_shard > 1 or users_below is not None:
             mine = [

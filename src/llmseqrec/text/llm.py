@@ -543,6 +543,15 @@ class TransformersBackend:
                     self.context_length = int(min(limit, 32768))
             return self._model, self._tokenizer
 
+    @property
+    def accelerator(self) -> str | None:
+        """The GPU's name when the model runs on one (a stage records where it was built)."""
+        if not self.device.startswith("cuda"):
+            return None
+        import torch
+
+        return torch.cuda.get_device_name(self.device)
+
     def _guidance_tokenizer(self) -> Any:
         if self._guidance is None:
             model, tokenizer = self._load()
@@ -783,6 +792,11 @@ class ChatModel:
     @property
     def context_length(self) -> int:
         return self.backend.context_length
+
+    @property
+    def accelerator(self) -> str | None:
+        """The GPU the backend runs on, by name; None on a CPU or behind a server."""
+        return getattr(self.backend, "accelerator", None)
 
     def count_tokens(self, text: str) -> int:
         return self.backend.count_tokens(text)
