@@ -66,7 +66,7 @@ def main() -> None:
     directory.mkdir(parents=True, exist_ok=True)
     candidates = enhancer.candidate_pools(data, workdir, directory)
     forward = enhancer.forward_model(data, workdir)
-    texts = enhancer._item_texts(data)
+    texts = enhancer.item_texts(data)
     users = np.arange(min(args.users, data.split.n_users))
     load_before = os.getloadavg()[0]
 

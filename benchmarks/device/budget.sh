@@ -5,7 +5,9 @@
 # Lists the largest tracked files too: in-flight states a call does not need can be moved out
 # of the tree for that call (mv to /tmp, back after; see grid.sh).
 set -u
-tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r du -cb 2>/dev/null | tail -n 1 | cut -f1)
+# Summed over every file: `du -c` under xargs prints one total per batch of arguments, and the
+# last batch's total alone read as the tree once the tree outgrew one batch.
+tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
 carry=0
 for p in "$@"; do
   [ -e "$p" ] || { echo "missing: $p"; exit 2; }

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import llmser  # noqa: E402
 
+from llmseqrec.training.config import build_run_config  # noqa: E402
+
 
 def test_a_run_for_one_dataset_reports_every_dataset_and_seed(monkeypatch):
     # '--datasets office --seeds 42' used to write a report with Office seed 42 only.
@@ -208,3 +210,23 @@ def test_chunks_built_on_a_gpu_are_named_and_kept_out_of_the_one_core_rate(tmp_p
     assert totals["llm_users"] == 4 and totals["llm_wall_seconds"] == 21.0
     assert (totals["cpu_users"], totals["cpu_wall_seconds"]) == (2, 20.0)
     assert llmser.built_on(totals) == "built on AMD EPYC: 1 chunk, NVIDIA H100 (GPU): 1 chunk"
+
+
+def test_device_pack_carries_the_chat_model_and_every_item_embedding(tiny, home, tmp_path):
+    # A lent GPU gets neither model package: the stage's omega must find every item text's
+    # embedding under the encoder's recorded identity, and the GGUF must be byte-identical
+    # (its hash is part of every answer's cache key).
+    from llmseqrec.text import packaged_gguf
+    from llmseqrec.text.encoders import EmbeddingCache
+
+    enhancer = llmser.LLMSeR({"chunk_users": 16})
+    enhancer.configure(build_run_config("tiny", "sasrec", "llmser", "p-s100", {}))
+    llmser.device_pack(enhancer, tiny, tmp_path / "pack")
+    gguf = packaged_gguf()
+    assert (tmp_path / "pack" / gguf.parent.name / gguf.name).read_bytes() == gguf.read_bytes()
+    assert (tmp_path / "pack" / gguf.parent.name / "__init__.py").exists()
+    identities = json.loads((tmp_path / "pack/cache/text/model_identities.json").read_text())
+    identity = identities["sentence-encoder|packaged"]["identity"]
+    hashes = {EmbeddingCache.text_hash(t) for t in enhancer.item_texts(tiny)}
+    packed = EmbeddingCache(tmp_path / "pack/cache/text/embeddings.sqlite")
+    assert len(packed.get_many(identity, sorted(hashes))) == len(hashes)

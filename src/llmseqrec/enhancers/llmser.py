@@ -498,7 +498,8 @@ class LLMSeR(Enhancer):
             self.opts.seed,
         )
 
-    def _item_texts(self, dataset: Dataset) -> list[str]:
+    def item_texts(self, dataset: Dataset) -> list[str]:
+        """Each item's text as the prompts show it (index 0: padding)."""
         texts = dataset.render_item_texts(self.opts.text_fields)
         out = []
         for i, t in enumerate(texts):
@@ -590,7 +591,7 @@ class LLMSeR(Enhancer):
         chunk = self.opts.chunk_users
         chunks_dir = directory / "chunks"
         chunks_dir.mkdir(exist_ok=True)
-        texts = self._item_texts(dataset)
+        texts = self.item_texts(dataset)
         segments: list[tuple[int, int, bool]] = []
         for start in range(0, n_users, chunk):
             end = min(start + chunk, n_users)
