@@ -41,7 +41,8 @@ names = ["transformers", "tokenizers", "safetensors", "huggingface_hub", "hf-xet
          "httpcore2", "anyio", "h11", "certifi", "idna", "regex", "llguidance", "gguf",
          "packaging", "pydantic", "pydantic_core", "annotated_types", "typing_inspection",
          "click", "typer", "shellingham", "rich", "markdown-it-py", "mdurl", "pygments",
-         "annotated-doc", "kernels"]
+         "annotated-doc", "kernels", "truststore", "charset_normalizer",
+         "accelerate", "psutil"]
 print(" ".join(f"{n}=={version(n)}" for n in names))
 EOF
 ) || exit 4
@@ -91,7 +92,10 @@ run)
   PY=${PYTHON:-python3}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   "$PY" -c "import torch, transformers, llguidance; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)" || exit 5
-  if [ "${DEV:-cuda}" = cuda ] && nvidia-cuda-mps-control -d 2>/dev/null; then echo "MPS on"; fi
+  if [ "${DEV:-cuda}" = cuda ] && nvidia-cuda-mps-control -d 2>/dev/null; then
+    if "$PY" -c "import torch; torch.zeros(8, device='cuda').sum().item()"; then echo "MPS on"
+    else echo quit | nvidia-cuda-mps-control; sleep 2; echo "MPS failed, off"; fi
+  fi
   touch /tmp/marker
   for k in $(seq 0 $((SHARDS - 1))); do
     OMP_NUM_THREADS=1 timeout -s TERM -k 30 $((MIN * 60)) "$PY" benchmarks/llmser.py --stage "$DATASET" \
