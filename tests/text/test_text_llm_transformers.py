@@ -171,6 +171,16 @@ def test_grammar_holds_every_answer_of_a_random_model(tiny_bpe_llama_dir, tmp_pa
         assert 1 <= json.loads(answer)["item"] <= 9
 
 
+def test_grammar_holds_on_the_gpu_path_too(tiny_bpe_llama_dir, tmp_path):
+    # A GPU reads a left-padded batch through plain `generate`, the grammar mask as a logits
+    # processor (the LLMSeR stage on a lent GPU); no GPU here, so that path is taken on CPU.
+    prompts = ["rose shampoo", "a much longer prompt about red nail polish and lotion", "soap"]
+    chat = chat_on(tiny_bpe_llama_dir, tmp_path / "g.sqlite", batch_size=3)
+    chat.backend._prefill_unpadded = lambda *_: None  # what it returns off the CPU
+    answers = chat.generate(prompts, max_tokens=24, grammar='root ::= "{\\"item\\": " [1-9] "}"')
+    assert len(answers) == 3 and all(1 <= json.loads(a)["item"] <= 9 for a in answers)
+
+
 def test_a_broken_grammar_is_one_clear_error(tiny_bpe_llama_dir, tmp_path):
     chat = chat_on(tiny_bpe_llama_dir, tmp_path / "d.sqlite")
     with pytest.raises(ConfigError, match="answer grammar"):
