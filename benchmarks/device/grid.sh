@@ -30,14 +30,12 @@
 set -u
 LIST=$1
 MIN=${2:-7}
-[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
+source "$(dirname "$0")/common.sh"
+install_wheels .whl/*.whl || exit 3
 export PYTHONPATH=/tmp/site:$PWD/benchmarks/device/shim PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, pydantic; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'pydantic', pydantic.VERSION)" || exit 4
-if nvidia-cuda-mps-control -d 2>/dev/null; then
-  if python3 -c "import torch; torch.zeros(8, device='cuda').sum().item()"; then echo "MPS on"
-  else echo quit | nvidia-cuda-mps-control; sleep 2; echo "MPS failed, off"; fi
-else echo "no MPS"; fi
+start_mps python3
 rm -rf /tmp/logs && mkdir -p /tmp/logs
 for a in .devdata/*.tar.xz; do [ -e "$a" ] && tar xJf "$a" -C .devdata; done
 mkdir -p cache/text && { [ -f cache/text/model_identities.json ] || cp benchmarks/device/model_identities.json cache/text/; }

@@ -79,10 +79,8 @@ run)
   start=$(date +%s)
   rm -rf /tmp/payload /tmp/logs && mkdir -p /tmp/payload /tmp/logs
   cat .devllm/part-* | tar xf - -C /tmp/payload || { echo "payload incomplete: $(ls .devllm)"; exit 3; }
-  if [ -z "${SKIP_PIP:-}" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-      /tmp/payload/wheels/*.whl || exit 4
-  fi
+  source "$(dirname "$0")/common.sh"
+  install_wheels /tmp/payload/wheels/*.whl || exit 4
   mkdir -p .devdata cache/text "cache/$DATASET"
   tar xJf /tmp/payload/devdata.tar.xz -C .devdata
   cp -r "/tmp/payload/cache/$DATASET/dataset" "cache/$DATASET/"
@@ -92,10 +90,7 @@ run)
   PY=${PYTHON:-python3}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   "$PY" -c "import torch, transformers, llguidance; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)" || exit 5
-  if [ "${DEV:-cuda}" = cuda ] && nvidia-cuda-mps-control -d 2>/dev/null; then
-    if "$PY" -c "import torch; torch.zeros(8, device='cuda').sum().item()"; then echo "MPS on"
-    else echo quit | nvidia-cuda-mps-control; sleep 2; echo "MPS failed, off"; fi
-  fi
+  [ "${DEV:-cuda}" = cuda ] && start_mps "$PY"
   touch /tmp/marker
   for k in $(seq 0 $((SHARDS - 1))); do
     OMP_NUM_THREADS=1 timeout -s TERM -k 30 $((MIN * 60)) "$PY" benchmarks/llmser.py --stage "$DATASET" \
