@@ -214,6 +214,34 @@ def coverage(dataset_name: str) -> dict | None:
     return info
 
 
+def stage_table(cov: dict | None) -> list[str]:
+    """The LLM stage's cost table, or one line saying no summary is cached (a header over no row
+    read as a stage that ran and cost nothing)."""
+    if not cov:
+        return []
+    rows = [
+        f"| {template} | {c['answers']} / {c['prompts']} | {c['tokens_in']} | {c['tokens_out']} | "
+        f"{c['model_seconds']} | {c['model']} ({c['backend']}) |"
+        for template in ("item_summary@v1", "user_summary@v1")
+        if (c := cov.get(template))
+    ]
+    if not rows and not any(name in cov for name in ("cost.json", "llm_cost.json")):
+        return ["LLM stage: no summary of this dataset in the response cache (not run).", ""]
+    lines = [
+        "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "
+        "machine's CPU cores; model column = the weights as loaded, `+q4_0` = the "
+        "re-quantised copy; user summaries <= 64 answer tokens, item summaries <= 48):",
+        "",
+        "| template | answers in cache / prompts | prompt tokens | answer tokens | model seconds (summed over parallel slots) | model |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+    for name in ("cost.json", "llm_cost.json"):
+        if name in cov:
+            lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
+    return [*lines, ""]
+
+
 def _cache_counts(dataset, options) -> dict:
     """This dataset's summaries in the response cache (keys rebuilt from its prompts; no model
     is loaded): answers held, tokens, model seconds, against the number of prompts."""
@@ -395,30 +423,8 @@ def report(args: argparse.Namespace) -> None:
             proto = proto or found
         if proto:
             lines += [f"Protocol line (first finished run): `{proto}`", ""]
-        stage_lines, seen = [], 0
         cov = coverage(dataset)
-        if cov:
-            stage_lines += [
-                "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "
-                "machine's CPU cores; model column = the weights as loaded, `+q4_0` = the "
-                "re-quantised copy; user summaries <= 64 answer tokens, item summaries <= 48):",
-                "",
-            ]
-            stage_lines += [
-                "| template | answers in cache / prompts | prompt tokens | answer tokens | model seconds (summed over parallel slots) | model |",
-                "|---|---|---|---|---|---|",
-            ]
-            for template in ("item_summary@v1", "user_summary@v1"):
-                c = cov.get(template)
-                if c:
-                    stage_lines.append(
-                        f"| {template} | {c['answers']} / {c['prompts']} | {c['tokens_in']} | {c['tokens_out']} | "
-                        f"{c['model_seconds']} | {c['model']} ({c['backend']}) |"
-                    )
-            for name in ("cost.json", "llm_cost.json"):
-                if name in cov:
-                    stage_lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
-            stage_lines.append("")
+        stage_lines, seen = stage_table(cov), 0
         agreement = agreement_table(dataset)
         seen += sum(
             c["answers"] for c in (cov or {}).values() if isinstance(c, dict) and "answers" in c

@@ -39,3 +39,25 @@ def test_a_finished_run_prints_its_full_protocol(tiny, tmp_path):
     assert "?" not in line and "as prepared" not in line
     assert f"{users} users" in line and "max len 20" in line and str(tmp_path) in line
     assert "HR@10 0.2500 NDCG@10 0.1250" in line
+
+
+def test_a_dataset_without_summaries_says_its_llm_stage_did_not_run():
+    # Yelp's report printed the stage table's header over no row once its raw-text artefact
+    # existed, which reads as a stage that ran and cost nothing.
+    assert sracl.stage_table(None) == []
+    lines = sracl.stage_table({"directory": "cache/yelp/sracl/abc"})
+    assert lines[0].startswith("LLM stage: no summary") and not any("|" in x for x in lines)
+    summarised = {
+        "directory": "cache/office/sracl/abc",
+        "item_summary@v1": {
+            "answers": 5,
+            "prompts": 9,
+            "tokens_in": 100,
+            "tokens_out": 20,
+            "model_seconds": 1.5,
+            "model": "smol",
+            "backend": "xllamacpp",
+        },
+    }
+    table = sracl.stage_table(summarised)
+    assert "| item_summary@v1 | 5 / 9 | 100 | 20 | 1.5 | smol (xllamacpp) |" in table
