@@ -192,6 +192,9 @@ def llm_stage(
         ]
 
 
+STAGE_COST_FILES = ("cost.json", "llm_cost.json")  # written beside a dataset's artefacts
+
+
 def coverage(dataset_name: str) -> dict | None:
     """LLM stage coverage from the response cache (no model call), plus the artefact costs."""
     from llmseqrec.enhancers.sracl import SraclOptions, artefact_directory
@@ -207,7 +210,7 @@ def coverage(dataset_name: str) -> dict | None:
         if directory.is_relative_to(ROOT)
         else str(directory)
     }
-    for name in ("cost.json", "llm_cost.json"):
+    for name in STAGE_COST_FILES:
         if (directory / name).exists():
             info[name] = json.loads((directory / name).read_text())
     info.update(_cache_counts(dataset, options))
@@ -225,7 +228,8 @@ def stage_table(cov: dict | None) -> list[str]:
         for template in ("item_summary@v1", "user_summary@v1")
         if (c := cov.get(template))
     ]
-    if not rows and not any(name in cov for name in ("cost.json", "llm_cost.json")):
+    costs = [name for name in STAGE_COST_FILES if name in cov]
+    if not rows and not costs:
         return ["LLM stage: no summary of this dataset in the response cache (not run).", ""]
     lines = [
         "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "
@@ -236,9 +240,8 @@ def stage_table(cov: dict | None) -> list[str]:
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    for name in ("cost.json", "llm_cost.json"):
-        if name in cov:
-            lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
+    for name in costs:
+        lines += ["", f"`{cov['directory']}/{name}`: `{json.dumps(cov[name])}`"]
     return [*lines, ""]
 
 
