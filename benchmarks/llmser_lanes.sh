@@ -8,6 +8,7 @@
 # Usage, from the repo root (the lanes outlive the shell that starts them):
 #   setsid nohup bash benchmarks/llmser_lanes.sh beauty 16:45 > /dev/null 2>&1 &
 #   setsid nohup bash benchmarks/llmser_lanes.sh office 16:45 --stage-ablation wo_snf > /dev/null 2>&1 &
+# (HH:MM is the next such time, so 01:00 given at 23:00 is tomorrow; or give "YYYY-MM-DD HH:MM".)
 # Logs: $LOGS/<dataset>-lane<k>.log (LOGS defaults to /tmp/llmser-lanes). LANES overrides nproc.
 # Afterwards, one process, seconds: `llmser.py --stage D --llm-free-twin` (the report's choice
 # table on a partial stage) or, once every chunk is there, `--stage D` (assembles), then
@@ -15,14 +16,19 @@
 set -u
 [ $# -ge 2 ] || { echo "usage: llmser_lanes.sh DATASET HH:MM [llmser.py flags]"; exit 2; }
 dataset=$1
-stop_at=$(date -d "$2" +%s) || exit 2
+stop_time=$2
+stop_at=$(date -d "$stop_time" +%s) || exit 2
+# A bare clock time already past today means tomorrow (lanes started before midnight).
+if [[ $stop_time =~ ^[0-9]{1,2}:[0-9]{2}$ ]] && [ "$stop_at" -le "$(date +%s)" ]; then
+  stop_at=$(date -d "tomorrow $stop_time" +%s) || exit 2
+fi
 shift 2
 lanes=${LANES:-$(nproc)}
 restart=${RESTART:-1800}
 logs=${LOGS:-/tmp/llmser-lanes}
 python=${PYTHON:-.venv/bin/python}
 mkdir -p "$logs"
-[ "$stop_at" -gt "$(date +%s)" ] || { echo "stop time $2 has passed"; exit 2; }
+[ "$stop_at" -gt "$(date +%s)" ] || { echo "stop time $stop_time has passed"; exit 2; }
 
 lane() {
   local k=$1 log="$logs/$dataset-lane$1.log" left seconds rc
