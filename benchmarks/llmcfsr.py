@@ -40,7 +40,7 @@ from run_records import (  # noqa: E402
 
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
-from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
+from llmseqrec.evaluation.significance import versus_same_seeds  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
@@ -239,22 +239,6 @@ NUMERIC_COLUMNS = 5
 ALIGN = "|---|" + "---:|" * NUMERIC_COLUMNS + "---|" * (len(COLUMNS) - 1 - NUMERIC_COLUMNS)
 
 
-def versus(row: dict[int, float], reference: dict[int, float]) -> str:
-    """The row's NDCG@10 minus a reference row's (the backbone, or LLM-ESR) on the seeds both
-    finished, with a paired test."""
-    if not reference:
-        return "reference not run"
-    common = [seed for seed in row if seed in reference]
-    if not common:
-        return "no common seed"
-    diffs = [row[seed] - reference[seed] for seed in common]
-    text = f"{np.mean(diffs):+.4f}"
-    if len(common) < 2:
-        return f"{text} (1 seed: no test)"
-    test = paired_seed_test([reference[s] for s in common], [row[s] for s in common])
-    return f"{text} (paired t over {len(common)} seeds, p {test['p']:.3f})"
-
-
 def report(args, data_root: Path) -> str:
     args = whole_grid(
         args, datasets=list(DATASETS), protocols=list(PROTOCOLS), rows=list(ROWS), seeds=list(SEEDS)
@@ -311,8 +295,8 @@ def report(args, data_root: Path) -> str:
                 backbone = per_seed
             if row == "llmesr":
                 llmesr = per_seed
-            vs_backbone = versus(per_seed, backbone) if row != "sasrec" else "-"
-            vs_llmesr = versus(per_seed, llmesr) if ROWS[row][1] == "llmcfsr" else "-"
+            vs_backbone = versus_same_seeds(per_seed, backbone) if row != "sasrec" else "-"
+            vs_llmesr = versus_same_seeds(per_seed, llmesr) if ROWS[row][1] == "llmcfsr" else "-"
 
             def col(get, results=results):
                 return np.array([get(r) for r in results])

@@ -48,6 +48,7 @@ from run_records import (  # noqa: E402
 from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import load, prepare_preset  # noqa: E402
 from llmseqrec.errors import ConfigError  # noqa: E402
+from llmseqrec.evaluation.significance import versus_same_seeds  # noqa: E402
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import run_directory, train_run  # noqa: E402
 
@@ -105,6 +106,12 @@ def row_spec(row: str) -> tuple[str, str, dict]:
         "sracl-unlearnable": ("sasrec", "sracl", {**text, "unlearnable": True}),
         "sracl-gru4rec": ("gru4rec", "sracl", text),
     }[ablation]
+
+
+def backbone_row(row: str) -> str | None:
+    """The plain-backbone row a row is compared with (None for the backbones themselves)."""
+    model = row_spec(row)[0]
+    return None if row == model else model
 
 
 def make_config(dataset: str, row: str, seed: int, args: argparse.Namespace):
@@ -353,12 +360,14 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
     lines = [
         f"**{cap}**",
         "",
-        "| row | seeds | epochs run (best) | HR@10 | NDCG@10 | HR@20 | NDCG@20 | paper HR@10 / NDCG@10 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | seeds | epochs run (best) | HR@10 | NDCG@10 | HR@20 | NDCG@20 "
+        "| NDCG@10 vs its backbone, same seeds | paper HR@10 / NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     proto = None
+    finished: dict[str, list[tuple[int, dict, object]]] = {}
     for row in ALL_ROWS:
-        results, seeds, configs = [], [], []
+        finished[row] = []
         for seed in SEEDS:
             try:
                 config = make_config(dataset, row, seed, args)
@@ -366,27 +375,34 @@ def _table(dataset: str, args: argparse.Namespace) -> tuple[list[str], str | Non
                 continue
             result = read_result(config)
             if result:
-                results.append(result)
-                seeds.append(seed)
-                configs.append(config)
+                finished[row].append((seed, result, config))
                 proto = proto or result["protocol"]
+    ndcg = {
+        row: {seed: r["test"]["ndcg@10"] for seed, r, _ in runs} for row, runs in finished.items()
+    }
+    for row in ALL_ROWS:
         paper = PAPER.get(dataset, {}).get(row)
         paper_text = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "not in our notes"
-        if not results:
+        if not finished[row]:
             partial = partial_run(make_config(dataset, row, SEEDS[0], args))
-            lines.append(f"| {LABEL[row]} | {partial} | — | — | — | — | — | {paper_text} |")
+            lines.append(f"| {LABEL[row]} | {partial} | — | — | — | — | — | — | {paper_text} |")
             continue
+        seeds = [seed for seed, _, _ in finished[row]]
+        results = [result for _, result, _ in finished[row]]
 
         def get(key: str, results: list[dict] = results) -> list[float]:
             return [r["test"][key] for r in results]
 
         epochs = ", ".join(
             f"{r['epochs_run']} ({r['best_epoch'] + 1}){where_it_ran(config)}"
-            for r, config in zip(results, configs, strict=True)
+            for _, r, config in finished[row]
         )
+        backbone = backbone_row(row)
+        versus = versus_same_seeds(ndcg[row], ndcg[backbone]) if backbone else "—"
         lines.append(
             f"| {LABEL[row]} | {','.join(map(str, seeds))} | {epochs} | {fmt(get('hr@10'))} | "
-            f"{fmt(get('ndcg@10'))} | {fmt(get('hr@20'))} | {fmt(get('ndcg@20'))} | {paper_text} |"
+            f"{fmt(get('ndcg@10'))} | {fmt(get('hr@20'))} | {fmt(get('ndcg@20'))} | {versus} "
+            f"| {paper_text} |"
         )
     lines.append("")
     return lines, proto

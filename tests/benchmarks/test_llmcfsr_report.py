@@ -59,12 +59,3 @@ def test_semantic_stage_timings_survive_a_machine_without_the_cache(monkeypatch,
     kept = llmcfsr.kept_measurements("beauty", "timing", store)
     assert sorted(t["embed_seconds"] for _, t in kept) == [92, 157]
     assert {name for name, _ in kept} == {"semantic-abc"}
-
-
-def test_rows_are_compared_with_a_reference_row_on_common_seeds_only():
-    backbone = {42: 0.0399, 43: 0.0405, 44: 0.0396}
-    assert llmcfsr.versus({42: 0.0445}, backbone) == "+0.0046 (1 seed: no test)"
-    text = llmcfsr.versus({42: 0.0443, 43: 0.0442, 44: 0.0427}, backbone)
-    assert text.startswith("+0.0037 (paired t over 3 seeds, p 0.01")
-    assert llmcfsr.versus({45: 0.05}, backbone) == "no common seed"
-    assert llmcfsr.versus({42: 0.05}, {}) == "reference not run"

@@ -61,3 +61,12 @@ def test_a_dataset_without_summaries_says_its_llm_stage_did_not_run():
     }
     table = sracl.stage_table(summarised)
     assert "| item_summary@v1 | 5 / 9 | 100 | 20 | 1.5 | smol (xllamacpp) |" in table
+
+
+def test_each_row_is_compared_with_the_backbone_it_runs_on():
+    assert sracl.backbone_row("sasrec") is None
+    assert sracl.backbone_row("gru4rec") is None
+    for row in ("cl4srec", "duorec", "sracl", "sracl-raw-wo-cs", "sracl-unlearnable"):
+        assert sracl.backbone_row(row) == "sasrec", row
+    assert sracl.backbone_row("sracl-gru4rec") == "gru4rec"
+    assert sracl.backbone_row("sracl-raw-gru4rec") == "gru4rec"

@@ -12,7 +12,11 @@ from llmseqrec.evaluation.config import EvalConfig
 from llmseqrec.evaluation.groups import item_popularity_groups, user_length_groups
 from llmseqrec.evaluation.metrics import metrics_from_ranks, per_user_metric, rank_of_target
 from llmseqrec.evaluation.ranking import eval_histories, rank_users, sample_negatives
-from llmseqrec.evaluation.significance import paired_seed_test, paired_user_test
+from llmseqrec.evaluation.significance import (
+    paired_seed_test,
+    paired_user_test,
+    versus_same_seeds,
+)
 
 
 def test_rank_of_target_hand_computed_with_ties():
@@ -138,3 +142,12 @@ def test_length_sorted_trimmed_evaluation_matches_full_padding(tiny, model_name)
     target_scores = scores.gather(1, torch.from_numpy(targets.astype(np.int64))[:, None])[:, 0]
     slow = rank_of_target(scores.numpy(), target_scores.numpy())
     assert np.array_equal(fast, slow) or np.abs(fast - slow).max() <= 1  # float ties only
+
+
+def test_rows_are_compared_with_a_reference_row_on_common_seeds_only():
+    backbone = {42: 0.0399, 43: 0.0405, 44: 0.0396}
+    assert versus_same_seeds({42: 0.0445}, backbone) == "+0.0046 (1 seed: no test)"
+    text = versus_same_seeds({42: 0.0443, 43: 0.0442, 44: 0.0427}, backbone)
+    assert text.startswith("+0.0037 (paired t over 3 seeds, p 0.01")
+    assert versus_same_seeds({45: 0.05}, backbone) == "no common seed"
+    assert versus_same_seeds({42: 0.05}, {}) == "reference not run"

@@ -29,6 +29,22 @@ def paired_seed_test(a: list[float], b: list[float]) -> dict[str, float]:
     }
 
 
+def versus_same_seeds(row: dict[int, float], reference: dict[int, float]) -> str:
+    """A report cell: a row's metric minus a reference row's (its backbone, say) on the seeds
+    both finished, with a paired t-test over those seeds when there are two or more."""
+    if not reference:
+        return "reference not run"
+    common = [seed for seed in row if seed in reference]
+    if not common:
+        return "no common seed"
+    diffs = [row[seed] - reference[seed] for seed in common]
+    text = f"{np.mean(diffs):+.4f}"
+    if len(common) < 2:
+        return f"{text} (1 seed: no test)"
+    test = paired_seed_test([reference[s] for s in common], [row[s] for s in common])
+    return f"{text} (paired t over {len(common)} seeds, p {test['p']:.3f})"
+
+
 def paired_user_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Wilcoxon signed-rank test over per-user metric values of two runs."""
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
