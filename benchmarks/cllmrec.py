@@ -55,7 +55,10 @@ from llmseqrec import paths  # noqa: E402
 from llmseqrec.data.prepare import prepare_preset  # noqa: E402
 from llmseqrec.enhancers.base import make_enhancer  # noqa: E402
 from llmseqrec.enhancers.cllmrec import attention_encoder_profile  # noqa: E402
-from llmseqrec.evaluation.significance import paired_seed_test  # noqa: E402
+from llmseqrec.evaluation.significance import (  # noqa: E402
+    paired_seed_test,
+    same_seed_difference,
+)
 from llmseqrec.training.config import build_run_config, protocol_line  # noqa: E402
 from llmseqrec.training.run import enhancer_workdir, run_directory, train_run  # noqa: E402
 
@@ -314,22 +317,17 @@ def report(args, enhancer_options) -> str:
                 ratio = f"{sec / backbone['sec']:.2f}x" if backbone else "-"
                 test = "-"
                 if backbone and variant != "backbone":
-                    common = [s for s in seeds if s in backbone["seeds"]]
-                    if len(common) >= 2:
-                        a = [
-                            backbone["values"]["recall@10"][backbone["seeds"].index(s)]
-                            for s in common
-                        ]
-                        b = [values["recall@10"][seeds.index(s)] for s in common]
-                        t = paired_seed_test(a, b)
-                        test = f"Δ {t['mean_diff']:+.4f}, p = {t['p']:.3f} (n={t['n']})"
-                    elif common:
-                        s = common[0]
-                        diff = (
-                            values["recall@10"][seeds.index(s)]
-                            - backbone["values"]["recall@10"][backbone["seeds"].index(s)]
+                    difference = same_seed_difference(
+                        dict(zip(seeds, values["recall@10"], strict=True)),
+                        dict(zip(backbone["seeds"], backbone["values"]["recall@10"], strict=True)),
+                    )
+                    if difference and difference["p"] is not None:
+                        test = (
+                            f"Δ {difference['mean_diff']:+.4f}, p = {difference['p']:.3f}"
+                            f" (n={difference['n']})"
                         )
-                        test = f"Δ {diff:+.4f} (1 seed, no test)"
+                    elif difference:
+                        test = f"Δ {difference['mean_diff']:+.4f} (1 seed, no test)"
                 epochs = "/".join(f"{r['best_epoch'] + 1}of{r['epochs_run']}" for r in results)
                 rows.append(
                     f"| {LABEL[variant]} | {','.join(map(str, seeds))} | "

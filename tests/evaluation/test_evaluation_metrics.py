@@ -15,6 +15,7 @@ from llmseqrec.evaluation.ranking import eval_histories, rank_users, sample_nega
 from llmseqrec.evaluation.significance import (
     paired_seed_test,
     paired_user_test,
+    same_seed_difference,
     versus_same_seeds,
 )
 
@@ -151,3 +152,15 @@ def test_rows_are_compared_with_a_reference_row_on_common_seeds_only():
     assert text.startswith("+0.0037 (paired t over 3 seeds, p 0.01")
     assert versus_same_seeds({45: 0.05}, backbone) == "no common seed"
     assert versus_same_seeds({42: 0.05}, {}) == "reference not run"
+
+
+def test_the_same_seed_difference_gives_the_numbers_each_report_words_its_own_way():
+    backbone = {42: 0.0399, 43: 0.0405, 44: 0.0396}
+    one = same_seed_difference({42: 0.0445, 45: 0.05}, backbone)
+    assert one == {"mean_diff": pytest.approx(0.0046), "p": None, "n": 1}
+    three = same_seed_difference({44: 0.0427, 42: 0.0443, 43: 0.0442}, backbone)
+    assert three["n"] == 3 and three["mean_diff"] == pytest.approx(0.0037333, abs=1e-6)
+    assert three["p"] == pytest.approx(
+        paired_seed_test([0.0396, 0.0399, 0.0405], [0.0427, 0.0443, 0.0442])["p"]
+    )
+    assert same_seed_difference({45: 0.05}, backbone) is None

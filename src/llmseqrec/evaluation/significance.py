@@ -29,20 +29,34 @@ def paired_seed_test(a: list[float], b: list[float]) -> dict[str, float]:
     }
 
 
+def same_seed_difference(
+    row: dict[int, float], reference: dict[int, float]
+) -> dict[str, float | int | None] | None:
+    """A row's metric minus a reference row's on the seeds both finished: the mean difference,
+    the number of common seeds and, with two or more, the paired t-test's p (else None).
+    None when no seed is common."""
+    common = [seed for seed in row if seed in reference]
+    if not common:
+        return None
+    diffs = [row[seed] - reference[seed] for seed in common]
+    p = None
+    if len(common) >= 2:
+        p = paired_seed_test([reference[s] for s in common], [row[s] for s in common])["p"]
+    return {"mean_diff": float(np.mean(diffs)), "p": p, "n": len(common)}
+
+
 def versus_same_seeds(row: dict[int, float], reference: dict[int, float]) -> str:
     """A report cell: a row's metric minus a reference row's (its backbone, say) on the seeds
     both finished, with a paired t-test over those seeds when there are two or more."""
     if not reference:
         return "reference not run"
-    common = [seed for seed in row if seed in reference]
-    if not common:
+    difference = same_seed_difference(row, reference)
+    if difference is None:
         return "no common seed"
-    diffs = [row[seed] - reference[seed] for seed in common]
-    text = f"{np.mean(diffs):+.4f}"
-    if len(common) < 2:
+    text = f"{difference['mean_diff']:+.4f}"
+    if difference["p"] is None:
         return f"{text} (1 seed: no test)"
-    test = paired_seed_test([reference[s] for s in common], [row[s] for s in common])
-    return f"{text} (paired t over {len(common)} seeds, p {test['p']:.3f})"
+    return f"{text} (paired t over {difference['n']} seeds, p {difference['p']:.3f})"
 
 
 def paired_user_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
