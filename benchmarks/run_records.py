@@ -147,8 +147,24 @@ def _copy(source: Path, target: Path, names: tuple[str, ...], fresh: bool = Fals
             shutil.copy2(source / name, target / name)
 
 
+@contextmanager
+def _one_process_at_a_time(place: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after ``place`` for the duration. Two benchmarks started
+    together on a fresh machine (one per core) restore into the same runs/ and cache/: unlocked,
+    one empties a run folder the other is copying into, or reads a file half written."""
+    digest = hashlib.sha1(str(place.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"llmseqrec-{digest}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def restore(runs: Path, records: Path = RECORDS) -> int:
     """Copy every kept record into ``runs`` where that run is not finished there; returns the count."""
+    with _one_process_at_a_time(runs):
+        return _restore_finished(runs, records) + _restore_inflight(runs, records)
+
+
+def _restore_finished(runs: Path, records: Path) -> int:
     restored = 0
     for metrics in sorted(records.glob("*/*/*/metrics.json")):
         source = metrics.parent
@@ -162,7 +178,7 @@ def restore(runs: Path, records: Path = RECORDS) -> int:
                 for name in packed.files:
                     np.save(target / f"{name}.npy", packed[name])
         restored += 1
-    return restored + _restore_inflight(runs, records)
+    return restored
 
 
 def _inflight_root(records: Path) -> Path:
@@ -253,7 +269,8 @@ def restore_artefacts(cache: Path, artefacts: Path = ARTEFACTS) -> int:
     An artefact folder is named by the hash of everything it depends on (data, encoder, options),
     so a kept file is exactly what this machine would compute."""
     kept = sorted(p for p in artefacts.rglob("*") if p.is_file())
-    return _copy_missing(kept, artefacts, cache)
+    with _one_process_at_a_time(cache):
+        return _copy_missing(kept, artefacts, cache)
 
 
 def _kept_answer_keys(store: Path) -> set[str]:
@@ -268,12 +285,7 @@ def keep_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> Path | 
     """Export the answers of ``cache`` not yet kept into a new part file; None if none is new."""
     # Shards of one stage share a response cache and stop together: one at a time, so the
     # second sees the first's part and does not write the same answers again.
-    lock = (
-        Path(tempfile.gettempdir())
-        / f"llmseqrec-answers-{hashlib.sha1(str(store.resolve()).encode()).hexdigest()[:12]}.lock"
-    )
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _one_process_at_a_time(store):
         # Sorted by time; the process id keeps two parts written in the same microsecond apart.
         part = store / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}.jsonl.xz"
         return part if cache.export_answers(part, skip=_kept_answer_keys(store)) else None

@@ -295,3 +295,37 @@ def test_run_progress_reads_validation_only_and_says_when_a_run_never_started(tm
     assert run_progress(run, "ndcg@10", "hr@10") == (
         "3 epochs so far, best validation hr@10 0.5000 at epoch 2 (test not read until it ends)"
     )
+
+
+def _restore_into(runs: Path, records: Path, artefacts: Path, cache: Path) -> None:
+    restore(runs, records)
+    restore_artefacts(cache, artefacts)
+
+
+def test_two_benchmarks_restoring_on_a_fresh_machine_at_once_both_get_every_record(tmp_path):
+    # Stop 55: sracl.py and llmser.py started together on a fresh clone; one emptied a run folder
+    # the other was copying into, and the LLM stage died with FileNotFoundError.
+    import multiprocessing
+
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    artefacts, cache = tmp_path / "artefacts", tmp_path / "cache"
+    for k in range(150):
+        record = records / "beauty" / "none-sasrec" / f"run{k}"
+        record.mkdir(parents=True)
+        (record / "config.yaml").write_text("dataset: beauty\n")
+        (record / "log.jsonl").write_text('{"event": "epoch"}\n' * 20_000)
+        (record / "metrics.json").write_text(json.dumps({"finished": True}))
+        (artefacts / f"stage{k}").mkdir(parents=True)
+        (artefacts / f"stage{k}" / "ccg.npz").write_bytes(bytes(200_000))
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_restore_into, args=(runs, records, artefacts, cache))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert restore(runs, records) == 0
+    assert all((cache / f"stage{k}" / "ccg.npz").stat().st_size == 200_000 for k in range(150))
