@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import (  # noqa: E402
     RECORDS,
     SEEDS,
-    add_seeds_argument,
+    add_run_arguments,
     epoch_seconds_by_device,
     grid_seeds,
     keep,
@@ -224,25 +224,12 @@ def report(bf16: bool, epochs: int | None, data_root: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    add_run_arguments(parser)
     parser.add_argument("--only", default=None, help="dataset preset to run (default: all)")
     parser.add_argument("--models", default=None, help="comma-separated subset")
-    add_seeds_argument(parser)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument(
         "--buckets", action="store_true", help="with --bf16: batch rows of similar length"
-    )
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="cap epochs (default: protocol, early stopping)"
-    )
-    parser.add_argument(
-        "--max-minutes", type=float, default=None, help="pause each run after this long (resumable)"
-    )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="train on this device (cuda on a lent GPU machine); not part of a run's identity, "
-        "so a run paused on the CPU continues there",
     )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()

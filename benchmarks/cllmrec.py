@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from run_records import (  # noqa: E402
     ARTEFACTS,
     SEEDS,
-    add_seeds_argument,
+    add_run_arguments,
     epoch_seconds_by_device,
     keep,
     keep_artefact,
@@ -506,18 +506,10 @@ def train_one(args, config, data, label: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    add_run_arguments(parser)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--variants", default="backbone,wo_llm,cllmrec")
-    add_seeds_argument(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="cap epochs (default: protocol)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
-    )
     parser.add_argument("--stage", choices=["all", "score", "train"], default="all")
     parser.add_argument("--encoder-dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--encoder-max-length", type=int, default=256)

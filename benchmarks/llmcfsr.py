@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from run_records import (  # noqa: E402
     SEEDS,
-    add_seeds_argument,
+    add_run_arguments,
     epoch_seconds_by_device,
     keep,
     restore,
@@ -35,6 +35,7 @@ from run_records import (  # noqa: E402
     speed_note,
     staged,
     whole_grid,
+    with_run_settings,
     write_report,
 )
 
@@ -88,11 +89,8 @@ def config_for(dataset, protocol, row, seed, args, model: str | None = None):
     overrides = {"train": {"seed": seed, "threads": 1}, "enhancer": options}
     if args.epochs:
         overrides["train"]["epochs"] = args.epochs
-    if args.max_minutes:
-        overrides["train"]["max_minutes"] = args.max_minutes
-    if getattr(args, "device", None):
-        overrides["train"]["device"] = args.device
-    return build_run_config(dataset, model or args.model, method, protocol, overrides)
+    config = build_run_config(dataset, model or args.model, method, protocol, overrides)
+    return with_run_settings(config, args)
 
 
 def seeds_for(row, args):
@@ -390,19 +388,11 @@ def plot(data, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    add_run_arguments(parser)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--model", default="sasrec")
-    add_seeds_argument(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="cap (default: protocol)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
-    )
     parser.add_argument(
         "--esr-sim-per-step",
         type=int,

@@ -45,7 +45,7 @@ os.environ.setdefault("LLMSEQREC_HOME", str(ROOT))
 
 from run_records import (  # noqa: E402
     SEEDS,
-    add_seeds_argument,
+    add_run_arguments,
     keep,
     keep_files,
     kept_blocks,
@@ -53,6 +53,7 @@ from run_records import (  # noqa: E402
     restore,
     restore_artefacts,
     seeds_to_train,
+    with_run_settings,
     write_report,
 )
 
@@ -881,12 +882,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    add_run_arguments(parser)
     parser.add_argument("--datasets", default="office,beauty,yelp")
     parser.add_argument("--models", default="sasrec,gru4rec,bert4rec")
-    add_seeds_argument(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="cap training epochs")
-    parser.add_argument("--max-minutes", type=float, default=None, help="pause runs (resumable)")
     parser.add_argument("--llm-users", type=int, default=None, help="LLM coverage for LLMSeR rows")
     parser.add_argument("--methods", default=None, help="subset of row labels' methods")
     parser.add_argument("--labels", default=None, help="only rows whose label starts so")
@@ -991,9 +989,7 @@ def main() -> None:
             if args.labels and not label.startswith(tuple(args.labels.split(","))):
                 continue
             config = make_config(dataset, model, method, enhancer, protocol, seed, args.epochs)
-            if args.max_minutes:
-                train = config.train.model_copy(update={"max_minutes": args.max_minutes})
-                config = config.model_copy(update={"train": train})
+            config = with_run_settings(config, args)
             print(f"== {dataset} {protocol} {model} {label} seed {seed}", flush=True)
             result, directory = train_run(config, datasets(dataset), root=RUNS, progress=False)
             keep(directory, RUNS)

@@ -350,6 +350,36 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every training benchmark takes, spelled and meant the same in each (a lent GPU's
+    benchmarks/device/grid.sh appends --data, --device and --max-minutes to any of them); apply
+    --max-minutes and --device with ``with_run_settings``."""
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data"),
+        help="the shared data folder (default: ../shared/data beside the project)",
+    )
+    add_seeds_argument(parser)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="cap on epochs (default: the protocol's, with early stopping); part of a run's name",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="pause each run after this long; the next call resumes it",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="train on this device (cuda on a lent GPU); not part of a run's name, so a run "
+        "paused on one machine continues on another",
+    )
+
+
 def grid_seeds(multi_seed: bool) -> list[int]:
     """The grid's own seeds for a row: all of SEEDS for a multi-seed row, else the first."""
     return list(SEEDS) if multi_seed else [SEEDS[0]]

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from run_records import (  # noqa: E402
     SEEDS,
-    add_seeds_argument,
+    add_run_arguments,
     epoch_seconds_by_device,
     keep,
     kept_section,
@@ -460,15 +460,7 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--rows", default=",".join(ALL_ROWS))
-    add_seeds_argument(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200)")
-    parser.add_argument("--max-minutes", type=float, default=None)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="train on this device (cuda on a lent GPU); not part of a run's name, so a paused run moves",
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--patience", type=int, default=None, help="early-stop patience (default 10)"
     )

@@ -4,7 +4,8 @@
 # folder that changed as $OUT/results.tgz.part-*. Usage, from the repo root on the device machine:
 #   bash benchmarks/device/grid.sh benchmarks/device/ml1m_backbones.txt MINUTES
 # Each line of the list is a benchmark script and its arguments (backbones.py, cllmrec.py,
-# llmcfsr.py, sracl.py: the ones that take all three appended flags);
+# llmcfsr.py, llmser.py, sracl.py: each takes the three appended flags, run_records.add_run_arguments;
+# llmser.py's training rows have not yet run on a GPU);
 # `--data .devdata --device cuda --max-minutes MINUTES` is appended. Back here: unpack the parts
 # in the repo root (cat results.tgz.part-* | tar xz), delete the in-flight copy of any run that
 # finished there, and rerun the script with --report-only.

@@ -329,3 +329,27 @@ def test_two_benchmarks_restoring_on_a_fresh_machine_at_once_both_get_every_reco
     assert [worker.exitcode for worker in workers] == [0, 0]
     assert restore(runs, records) == 0
     assert all((cache / f"stage{k}" / "ccg.npz").stat().st_size == 200_000 for k in range(150))
+
+
+def test_every_training_benchmark_takes_the_flags_a_lent_gpus_grid_appends():
+    # benchmarks/device/grid.sh appends --data, --device and --max-minutes to each line of its
+    # list; llmser.py once lacked --device, so its rows could not go on a GPU grid.
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    scripts = ("backbones", "cllmrec", "llmcfsr", "llmser", "sracl")
+    helps = {
+        script: subprocess.Popen(
+            [sys.executable, str(root / "benchmarks" / f"{script}.py"), "--help"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for script in scripts
+    }
+    for script, process in helps.items():
+        usage, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, f"{script}.py --help failed"
+        for flag in ("--data", "--device", "--max-minutes", "--epochs", "--seeds"):
+            # a whole flag: llmser.py's --device-pack is not --device
+            assert re.search(rf"{flag}(?![\w-])", usage), f"{script}.py lacks {flag}"
