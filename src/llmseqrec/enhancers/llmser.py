@@ -475,23 +475,19 @@ class LLMSeR(Enhancer):
         return Path(workdir).parent / "llmser" / "models" / short_hash(self._model_payload(dataset))
 
     def reverse_model(self, dataset: Dataset, workdir: Path) -> torch.nn.Module:
-        self._ensure_run_config(dataset)
-        return train_offline_backbone(
-            self.run_config,
-            derived_dataset(dataset, "reverse"),
-            self.models_dir(workdir, dataset) / "reverse",
-            self._offline_model(),
-            self.opts.offline_epochs,
-            self.opts.offline_patience,
-            self.opts.seed,
-        )
+        return self._offline_model_for(dataset, workdir, "reverse")
 
     def forward_model(self, dataset: Dataset, workdir: Path) -> torch.nn.Module:
+        return self._offline_model_for(dataset, workdir, "forward")
+
+    def _offline_model_for(
+        self, dataset: Dataset, workdir: Path, direction: Literal["reverse", "forward"]
+    ) -> torch.nn.Module:
         self._ensure_run_config(dataset)
         return train_offline_backbone(
             self.run_config,
-            derived_dataset(dataset, "forward"),
-            self.models_dir(workdir, dataset) / "forward",
+            derived_dataset(dataset, direction),
+            self.models_dir(workdir, dataset) / direction,
             self._offline_model(),
             self.opts.offline_epochs,
             self.opts.offline_patience,
