@@ -13,23 +13,8 @@ from llmseqrec.enhancers.base import make_enhancer
 from llmseqrec.enhancers.cl4srec import Cl4srecOptions, augment
 from llmseqrec.errors import ConfigError
 from llmseqrec.training.batches import Batch, left_pad
-from llmseqrec.training.config import build_run_config
 from llmseqrec.training.run import train_run
 from llmseqrec.training.trainer import build_model
-
-
-def _config(model: str = "sasrec", device: str = "cpu", **options):
-    return build_run_config(
-        "tiny",
-        model=model,
-        method="cl4srec",
-        protocol="p-cl",
-        overrides={
-            "backbone": {"max_len": 20},
-            "train": {"epochs": 1, "threads": 1, "device": device},
-            "enhancer": options,
-        },
-    )
 
 
 def test_views_use_one_operator_per_row_and_stay_left_padded():
@@ -53,9 +38,9 @@ def test_views_use_one_operator_per_row_and_stay_left_padded():
             assert sorted(got) == sorted(real)
 
 
-def test_mask_row_is_added_to_causal_backbones_without_touching_scores(home):
+def test_mask_row_is_added_to_causal_backbones_without_touching_scores(home, pcl_config):
     tiny = load("tiny")
-    config = _config()
+    config = pcl_config("cl4srec")
     enhancer = make_enhancer("cl4srec", {})
     torch.manual_seed(0)
     plain = build_model(config, tiny)
@@ -68,10 +53,10 @@ def test_mask_row_is_added_to_causal_backbones_without_touching_scores(home):
     assert wrapped.encode(rows).shape == (1, 4, wrapped.item_table().shape[1])
 
 
-def test_loss_is_finite_and_zero_weight_adds_nothing(home):
+def test_loss_is_finite_and_zero_weight_adds_nothing(home, pcl_config):
     tiny = load("tiny")
     enhancer = make_enhancer("cl4srec", {})
-    model = build_model(_config(), tiny, enhancer)
+    model = build_model(pcl_config("cl4srec"), tiny, enhancer)
     enhancer.bind(tiny, 20, 0)
     split = tiny.split
     rows = torch.from_numpy(left_pad(split.train_offsets, split.train_items, 21, np.arange(16)))
@@ -86,8 +71,10 @@ def test_loss_is_finite_and_zero_weight_adds_nothing(home):
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_trains_end_to_end(home, model, device):
-    result, directory = train_run(_config(model, device), load("tiny"), progress=False)
+def test_trains_end_to_end(home, pcl_config, model, device):
+    result, directory = train_run(
+        pcl_config("cl4srec", model, device), load("tiny"), progress=False
+    )
     assert result["finished"]
     epochs = [json.loads(x) for x in (directory / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["cl"]) for e in epochs if e.get("event") == "epoch")

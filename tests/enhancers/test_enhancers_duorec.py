@@ -11,24 +11,9 @@ import torch
 from llmseqrec.data.prepare import load
 from llmseqrec.enhancers.base import make_enhancer
 from llmseqrec.training.batches import Batch, training_windows
-from llmseqrec.training.config import build_run_config
 from llmseqrec.training.losses import symmetric_info_nce
 from llmseqrec.training.run import train_run
 from llmseqrec.training.trainer import build_model
-
-
-def _config(model: str = "sasrec", device: str = "cpu", **options):
-    return build_run_config(
-        "tiny",
-        model=model,
-        method="duorec",
-        protocol="p-cl",
-        overrides={
-            "backbone": {"max_len": 20},
-            "train": {"epochs": 1, "threads": 1, "device": device},
-            "enhancer": options,
-        },
-    )
 
 
 def _batch(tiny, n=32):
@@ -72,10 +57,10 @@ def test_contrast_masks_same_target_negatives():
 
 
 @pytest.mark.parametrize("mode", ["us_x", "us", "su"])
-def test_loss_is_finite_for_every_mode(home, mode):
+def test_loss_is_finite_for_every_mode(home, pcl_config, mode):
     tiny = load("tiny")
     enhancer = make_enhancer("duorec", {"mode": mode})
-    model = build_model(_config(), tiny, enhancer)
+    model = build_model(pcl_config("duorec"), tiny, enhancer)
     enhancer.bind(tiny, 20, 0)
     model.train()
     batch = _batch(tiny)
@@ -84,17 +69,17 @@ def test_loss_is_finite_for_every_mode(home, mode):
     losses["cl"].backward()
 
 
-def test_dropout_view_differs_from_the_first_pass(home):
+def test_dropout_view_differs_from_the_first_pass(home, pcl_config):
     tiny = load("tiny")
-    model = build_model(_config(), tiny)
+    model = build_model(pcl_config("duorec"), tiny)
     model.train()
     batch = _batch(tiny)
     assert not torch.allclose(model.encode(batch.inputs), model.encode(batch.inputs))
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_trains_end_to_end(home, model, device):
-    result, directory = train_run(_config(model, device), load("tiny"), progress=False)
+def test_trains_end_to_end(home, pcl_config, model, device):
+    result, directory = train_run(pcl_config("duorec", model, device), load("tiny"), progress=False)
     assert result["finished"]
     epochs = [json.loads(x) for x in (directory / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["cl"]) for e in epochs if e.get("event") == "epoch")

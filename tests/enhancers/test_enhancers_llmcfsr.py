@@ -23,24 +23,10 @@ from llmseqrec.training.run import Run, train_run
 torch.set_num_threads(1)
 
 
-def fake_embeddings(n_items: int, dim: int = 24, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    e = rng.normal(size=(n_items + 1, dim)).astype(np.float32)
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    e[0] = 0
-    return e
-
-
 @pytest.fixture
-def patched_embeddings(tiny, monkeypatch):
+def patched_embeddings(patch_item_embeddings):
     """Training tests skip the text encoder (its own tests are below)."""
-    emb = fake_embeddings(tiny.n_items)
-
-    def fake(dataset, workdir, options=None, progress=None):
-        return emb, workdir / "fake"
-
-    monkeypatch.setattr(llmcfsr_mod, "semantic_item_embeddings", fake)
-    return emb
+    return patch_item_embeddings(llmcfsr_mod, seed=0)
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -150,12 +136,10 @@ def test_cached_embeddings_are_found_where_the_encoder_is_not_installed(
 
 
 # ----------------------------------------------------------------------------- dual view
-def dual_model(tiny, model="sasrec", **options):
+def dual_model(tiny, embeddings, model="sasrec", **options):
     torch.manual_seed(0)
     backbone = build_backbone(model, tiny.n_items, {"max_len": 12, "hidden_size": 16})
-    return DualViewRecommender(
-        Recommender(backbone), fake_embeddings(tiny.n_items), DualViewOptions(**options)
-    ).eval()
+    return DualViewRecommender(Recommender(backbone), embeddings, DualViewOptions(**options)).eval()
 
 
 LEVELS = {
@@ -187,8 +171,10 @@ def _leaks(model, n_items):
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
 @pytest.mark.parametrize("level", sorted(LEVELS))
-def test_fusion_is_causal_and_the_test_catches_a_padding_only_mask(tiny, model, level):
-    wrapped = dual_model(tiny, model, **LEVELS[level])
+def test_fusion_is_causal_and_the_test_catches_a_padding_only_mask(
+    tiny, fake_item_embeddings, model, level
+):
+    wrapped = dual_model(tiny, fake_item_embeddings(), model, **LEVELS[level])
     if level == "prediction":  # fold a non-trivial gate in
         torch.nn.init.normal_(wrapped.gate.weight)
     assert _leaks(wrapped, tiny.n_items) < 1e-5
@@ -200,8 +186,8 @@ def test_fusion_is_causal_and_the_test_catches_a_padding_only_mask(tiny, model, 
         assert _leaks(wrapped, tiny.n_items) > 1e-4
 
 
-def test_dual_view_scores_are_the_sum_of_both_views(tiny):
-    wrapped = dual_model(tiny, fusion_prediction=False)
+def test_dual_view_scores_are_the_sum_of_both_views(tiny, fake_item_embeddings):
+    wrapped = dual_model(tiny, fake_item_embeddings(), fusion_prediction=False)
     seq = torch.randint(1, tiny.n_items + 1, (3, 12))
     with torch.no_grad():
         h_sem, h_col = wrapped.views(seq)
@@ -214,8 +200,8 @@ def test_dual_view_scores_are_the_sum_of_both_views(tiny):
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_fusion_off_each_branch_is_a_plain_backbone(tiny, model):
-    wrapped = dual_model(tiny, model, shared_encoder=False, pca_init=False)
+def test_fusion_off_each_branch_is_a_plain_backbone(tiny, fake_item_embeddings, model):
+    wrapped = dual_model(tiny, fake_item_embeddings(), model, shared_encoder=False, pca_init=False)
     seq = torch.randint(1, tiny.n_items + 1, (3, 12))
     seq[0, :4] = 0
     with torch.no_grad():
@@ -288,14 +274,14 @@ def test_llmcfsr_end_to_end_with_fine_tuning_and_sampled_ranking(home):
     assert list((home / "cache" / "tiny" / "semantic").glob("semantic-*/embeddings.npy"))
 
 
-def test_bad_options_and_backbones_fail_in_one_line(tiny):
+def test_bad_options_and_backbones_fail_in_one_line(tiny, fake_item_embeddings):
     with pytest.raises(ConfigError, match="enhancer.fusion_sideways"):
         make_enhancer("llmcfsr", {"fusion_sideways": True})
     with pytest.raises(ConfigError, match="enhancer.finetune.drop_ratio"):
         make_enhancer("llmcfsr", {"finetune": {"drop_ratio": 1.5}})
     backbone = build_backbone("bert4rec", tiny.n_items, {"max_len": 12})
     with pytest.raises(ConfigError, match="causal backbone"):
-        DualViewRecommender(Recommender(backbone), fake_embeddings(tiny.n_items), DualViewOptions())
+        DualViewRecommender(Recommender(backbone), fake_item_embeddings(), DualViewOptions())
     enhancer = make_enhancer("llmcfsr", {"ablation": "no_seq_fusion"})
     assert enhancer.opts.fusion_embedding and not enhancer.opts.fusion_sequence
     assert not make_enhancer("llmcfsr", {"ablation": "no_finetune"}).opts.finetune.enabled

@@ -18,23 +18,9 @@ from llmseqrec.training.run import train_run
 torch.set_num_threads(1)
 
 
-def fake_embeddings(n_items: int, dim: int = 24, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    e = rng.normal(size=(n_items + 1, dim)).astype(np.float32)
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    e[0] = 0
-    return e
-
-
 @pytest.fixture
-def patched(tiny, monkeypatch):
-    emb = fake_embeddings(tiny.n_items)
-
-    def fake(dataset, workdir, options=None, progress=None):
-        return emb, workdir / "fake"
-
-    monkeypatch.setattr(llmesr_mod, "semantic_item_embeddings", fake)
-    return emb
+def patched(patch_item_embeddings):
+    return patch_item_embeddings(llmesr_mod, seed=1)
 
 
 def test_user_similarity_reads_training_prefixes_only(tiny, tmp_path, patched):

@@ -26,7 +26,7 @@ from llmseqrec.enhancers.sracl import (
 from llmseqrec.errors import ConfigError
 from llmseqrec.text.llm import ChatModel, Completion
 from llmseqrec.training.batches import Batch, left_pad
-from llmseqrec.training.config import build_run_config
+from llmseqrec.training.config import RunConfig, build_run_config
 from llmseqrec.training.run import enhancer_workdir, train_run
 from llmseqrec.training.trainer import build_model
 
@@ -245,18 +245,7 @@ def plant_artefacts(dataset: Dataset, options: dict, workdir: Path) -> Path:
     return directory
 
 
-def _train(home: Path, model: str, device: str = "cpu", **options) -> tuple[dict, Path]:
-    config = build_run_config(
-        "tiny",
-        model=model,
-        method="sracl",
-        protocol="p-cl",
-        overrides={
-            "backbone": {"max_len": 20},
-            "train": {"epochs": 1, "threads": 1, "device": device},
-            "enhancer": {"text_source": "raw", "k": 5, **options},
-        },
-    )
+def _train(config: RunConfig) -> tuple[dict, Path]:
     from llmseqrec.data.prepare import load
 
     dataset = load("tiny")
@@ -266,8 +255,8 @@ def _train(home: Path, model: str, device: str = "cpu", **options) -> tuple[dict
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
-def test_trains_on_sasrec_and_gru4rec_with_both_losses(home, model, device):
-    result, directory = _train(home, model, device)
+def test_trains_on_sasrec_and_gru4rec_with_both_losses(home, pcl_config, model, device):
+    result, directory = _train(pcl_config("sracl", model, device, text_source="raw", k=5))
     log = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r.get("event") == "epoch"]
     assert epochs and all(np.isfinite(e["cs"]) and np.isfinite(e["is"]) for e in epochs)
@@ -313,24 +302,13 @@ def _tiny_model(dataset: Dataset):
     return build_model(config, dataset)
 
 
-def test_wo_cl_trains_exactly_like_the_backbone(home):
+def test_wo_cl_trains_exactly_like_the_backbone(home, pcl_config):
     from llmseqrec.data.prepare import load
 
     dataset = load("tiny")
     results = []
     for method, options in [("none", {}), ("sracl", {"use_cs": False, "use_is": False})]:
-        config = build_run_config(
-            "tiny",
-            model="sasrec",
-            method=method,
-            protocol="p-cl",
-            overrides={
-                "backbone": {"max_len": 20},
-                "train": {"epochs": 1, "threads": 1},
-                "enhancer": options,
-            },
-        )
-        results.append(train_run(config, dataset, progress=False)[0])
+        results.append(train_run(pcl_config(method, **options), dataset, progress=False)[0])
     assert results[0]["test"] == results[1]["test"]
 
 
