@@ -96,37 +96,15 @@ def test_prepare_datasets_show(tmp_path, monkeypatch):
 
 
 def test_train_evaluate_recommend(home: Path):
-    result = invoke(
-        "train",
-        "--dataset",
-        "tiny",
-        "--model",
-        "gru4rec",
-        "--protocol",
-        "p-cl",
-        "--set",
-        "train.epochs=2",
-        "--name",
-        "cli",
-    )
+    train = ("train", "--dataset", "tiny", "--model", "gru4rec", "--protocol", "p-cl")
+    train += ("--set", "train.epochs=2", "--name", "cli")
+    result = invoke(*train)
     assert result.exit_code == 0, result.output
     assert "protocol p-cl" in result.output and "history NOT masked" in result.output
     run_dir = home / "runs" / "tiny" / "none-gru4rec" / "cli"
     for name in ("config.yaml", "metrics.json", "log.jsonl", "checkpoint.pt", "state.pt"):
         assert (run_dir / name).exists(), name
-    again = invoke(
-        "train",
-        "--dataset",
-        "tiny",
-        "--model",
-        "gru4rec",
-        "--protocol",
-        "p-cl",
-        "--set",
-        "train.epochs=2",
-        "--name",
-        "cli",
-    )
+    again = invoke(*train)
     assert again.exit_code == 0 and "protocol p-cl" in again.output
     evaluated = invoke("evaluate", "--run", str(run_dir))
     assert evaluated.exit_code == 0 and "ndcg@10" in evaluated.output
