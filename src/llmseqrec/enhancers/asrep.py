@@ -31,10 +31,11 @@ from llmseqrec.enhancers.llmser import (
     csr_from_lists,
     dual_channel,
     model_max_len,
+    prepended_windows,
     short_hash,
     topk_next,
 )
-from llmseqrec.training.batches import Batch, left_pad
+from llmseqrec.training.batches import Batch
 
 
 class ASRePOptions(BaseModel):
@@ -146,14 +147,9 @@ class ASReP(Enhancer):
 
     def bind(self, dataset: Dataset, max_len: int, seed: int) -> None:
         super().bind(dataset, max_len, seed)
-        split = dataset.split
-        rows = []
-        for u in range(split.n_users):
-            p = self.pseudo_items[self.pseudo_offsets[u] : self.pseudo_offsets[u + 1]]
-            rows.append(np.concatenate([p[::-1], split.train_sequence(u)]))
-        offsets, flat = csr_from_lists(rows)
-        self.aug_windows = left_pad(offsets, flat, max_len + 1)
-        augmentable = (np.diff(self.pseudo_offsets) > 0) & (split.train_lengths <= max_len)
+        self.aug_windows, augmentable = prepended_windows(
+            dataset, self.pseudo_offsets, self.pseudo_items, max_len
+        )
         self.row_alpha = augmentable.astype(np.float32)
 
     def augment_batch(self, batch: Batch, step: int) -> Batch:

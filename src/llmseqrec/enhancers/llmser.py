@@ -919,22 +919,29 @@ class LLMSeR(Enhancer):
         if self.omega is None:
             raise ConfigError(f"{self.name}: prepare() must run before training")
         self.alpha = self.compute_alpha(dataset)
-        self._build_windows(dataset, max_len)
-
-    def _build_windows(self, dataset: Dataset, max_len: int) -> None:
-        split = dataset.split
-        rows = []
-        for u in range(split.n_users):
-            p = self.pseudo_items[self.pseudo_offsets[u] : self.pseudo_offsets[u + 1]]
-            rows.append(np.concatenate([p[::-1], split.train_sequence(u)]))
-        offsets, flat = csr_from_lists(rows)
-        self.aug_windows = left_pad(offsets, flat, max_len + 1)
-        lengths = split.train_lengths
-        self.augmentable = (np.diff(self.pseudo_offsets) > 0) & (lengths <= max_len)
-        self.row_alpha = np.where(self.augmentable, self.alpha, 0.0).astype(np.float32)
+        self.aug_windows, augmentable = prepended_windows(
+            dataset, self.pseudo_offsets, self.pseudo_items, max_len
+        )
+        self.row_alpha = np.where(augmentable, self.alpha, 0.0).astype(np.float32)
 
     def augment_batch(self, batch: Batch, step: int) -> Batch:
         return dual_channel(batch, self.row_alpha, self.aug_windows, self.dataset, mode="add")
+
+
+def prepended_windows(
+    dataset: Dataset, pseudo_offsets: np.ndarray, pseudo_items: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's augmented training window: the pseudo-prior items (stored nearest-first,
+    so reversed) before the training sequence, left-padded to ``max_len + 1``; and which users
+    it augments: those with pseudo items whose training sequence leaves room for them."""
+    split = dataset.split
+    rows = []
+    for u in range(split.n_users):
+        prior = pseudo_items[pseudo_offsets[u] : pseudo_offsets[u + 1]]
+        rows.append(np.concatenate([prior[::-1], split.train_sequence(u)]))
+    offsets, flat = csr_from_lists(rows)
+    augmentable = (np.diff(pseudo_offsets) > 0) & (split.train_lengths <= max_len)
+    return left_pad(offsets, flat, max_len + 1), augmentable
 
 
 def _left_pad_to(tensor: torch.Tensor, width: int) -> torch.Tensor:
