@@ -238,12 +238,17 @@ def _parse_chat_response(payload: Any) -> tuple[str, int, int]:
     return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-def _failure_message(
-    backend: str, model: str, failed: int, total: int, completed: int, first: str
-) -> str:
-    return (
-        f"{failed} of {total} {backend} requests to {model} failed ({completed} answers saved to the "
-        f"cache; rerun to resume): {first}"
+def _raise_if_failed(backend: str, model: str, errors: list[str], total: int) -> None:
+    """One error for a batch with failed requests: how many, and the first reason; the answers
+    that did come back are already cached, so a rerun resumes."""
+    if not errors:
+        return
+    completed = total - len(errors)
+    raise LlmRequestError(
+        f"{len(errors)} of {total} {backend} requests to {model} failed ({completed} answers "
+        f"saved to the cache; rerun to resume): {errors[0]}",
+        completed=completed,
+        failed=len(errors),
     )
 
 
@@ -321,15 +326,7 @@ class LlamaCppBackend:
         # The C++ server releases the GIL while decoding, so threads fill its slots.
         with ThreadPoolExecutor(max_workers=self.config.parallel_slots) as pool:
             list(pool.map(run, range(len(prompts))))
-        if errors:
-            done = len(prompts) - len(errors)
-            raise LlmRequestError(
-                _failure_message(
-                    self.name, self.identity, len(errors), len(prompts), done, errors[0]
-                ),
-                completed=done,
-                failed=len(errors),
-            )
+        _raise_if_failed(self.name, self.identity, errors, len(prompts))
 
     def close(self) -> None:
         self._server = None
@@ -410,15 +407,7 @@ class OpenAIBackend:
         limits = httpx.Limits(max_connections=self.config.concurrency)
         async with httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits) as client:
             await asyncio.gather(*(one(client, i) for i in range(len(prompts))))
-        if errors:
-            done = len(prompts) - len(errors)
-            raise LlmRequestError(
-                _failure_message(
-                    self.name, self.identity, len(errors), len(prompts), done, errors[0]
-                ),
-                completed=done,
-                failed=len(errors),
-            )
+        _raise_if_failed(self.name, self.identity, errors, len(prompts))
 
     async def _request(self, client: Any, prompt: str, params: GenerationParams) -> Completion:
         import httpx

@@ -46,6 +46,13 @@ def canonical_integers(tokens: pl.Series) -> pl.Series | None:
     return values.cast(pl.Utf8)
 
 
+def split_fields(lines: pl.Series, sep: str | None) -> pl.Series:
+    """Each line as a list of fields; ``sep=None`` splits on runs of whitespace."""
+    if sep is None:
+        return lines.str.strip_chars().str.replace_all(r"\s+", " ").str.split(" ")
+    return lines.str.split(sep)
+
+
 def delimited_fields(
     path: Path, sep: str | None, expected: int, encoding: str = "utf-8"
 ) -> pl.DataFrame | None:
@@ -56,10 +63,7 @@ def delimited_fields(
     lines = read_lines(path, encoding)
     if lines is None or lines.len() == 0:
         return None
-    if sep is None:
-        parts = lines.str.strip_chars().str.replace_all(r"\s+", " ").str.split(" ")
-    else:
-        parts = lines.str.split(sep)
+    parts = split_fields(lines, sep)
     if parts.list.len().min() < expected:
         return None
     return pl.DataFrame({f"f{i}": parts.list.get(i) for i in range(expected)})
@@ -109,10 +113,7 @@ def pair_rows(path: Path, sep: str | None, numeric: bool) -> pl.DataFrame | None
     lines = read_lines(path)
     if lines is None or lines.len() == 0:
         return None
-    if sep is None:
-        parts = lines.str.strip_chars().str.replace_all(r"\s+", " ").str.split(" ")
-    else:
-        parts = lines.str.split(sep)
+    parts = split_fields(lines, sep)
     lengths = parts.list.len()
     with_time = lengths[0] >= 3
     if lengths.min() < (3 if with_time else 2):
