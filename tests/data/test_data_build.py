@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import write
+from data_helpers import write
 from pydantic import ValidationError
 
 from llmseqrec.data.build import PrepareOptions, RawData, build_dataset, interactions_frame

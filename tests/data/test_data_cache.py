@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import loadable_datasets, write
+from data_helpers import loadable_datasets, write
 
 from llmseqrec.data import cache as cache_mod
 from llmseqrec.data.build import PrepareOptions

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import leftovers, write
+from data_helpers import leftovers, write
 
 from llmseqrec.data.prepare import prepare
 from llmseqrec.data.readers.spec import SourceSpec

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import polars as pl
-from conftest import write
+from data_helpers import write
 
 
 def seqs(ds) -> dict[str, list[str]]:
