@@ -725,10 +725,18 @@ class LLMSeR(Enhancer):
         chat = self._chat() if use_llm else None
 
         def ask(
-            prompts: list[str], template: Any, shape: dict[str, Any], max_tokens: int
-        ) -> list[str | None]:
+            index: list[int],
+            prompts: list[str],
+            template: Any,
+            schema: dict[str, Any],
+            grammar: str,
+            max_tokens: int,
+        ) -> dict[int, str | None]:
+            """The answers to `prompts` under the backend's form of the constraint, keyed by
+            the user positions in `index` (a failed batch answers None, counted)."""
             if not prompts:
-                return []
+                return {}
+            shape = constraint(chat.backend, schema, grammar)
             before = chat.usage.as_dict() if hasattr(chat.usage, "as_dict") else {}
             started = time.perf_counter()
             params = GenerationParams(max_tokens=max_tokens, **shape)
@@ -746,7 +754,14 @@ class LLMSeR(Enhancer):
                               ("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"),
                               ("seconds", "model_seconds")):  # fmt: skip
                 counters[name] += float(after.get(key, 0)) - float(before.get(key, 0))
-            return answers
+            return dict(zip(index, answers, strict=True))
+
+        def grounded(answer: str | None, candidates: Any, max_items: int) -> list[int]:
+            if answer is None or len(candidates) == 0:
+                return []
+            return grounder.ground(
+                answer_items_only(answer), list(candidates), max_items=max_items, expect_json=True
+            )
 
         # ---- SNF
         chosen: list[np.ndarray] = []
@@ -771,33 +786,18 @@ class LLMSeR(Enhancer):
                 prompts.append(prompt)
                 index.append(i)
             widest = max((len(pools[i]) for i in index), default=1)  # one grammar per batch
-            answers = dict(
-                zip(
-                    index,
-                    ask(
-                        prompts,
-                        template,
-                        constraint(
-                            chat.backend,
-                            snf_schema(reason, m, widest),
-                            snf_grammar(reason, m, widest),
-                        ),
-                        snf_tokens,
-                    ),
-                    strict=True,
-                )
+            answers = ask(
+                index,
+                prompts,
+                template,
+                snf_schema(reason, m, widest),
+                snf_grammar(reason, m, widest),
+                snf_tokens,
             )
         for i, pool in enumerate(pools):
             if llm_snf:
                 counters["snf_users"] += 1
-                answer = answers.get(i)
-                got = (
-                    grounder.ground(
-                        answer_items_only(answer), list(pool), max_items=m, expect_json=True
-                    )
-                    if answer is not None and len(pool)
-                    else []
-                )
+                got = grounded(answers.get(i), pool, m)
                 if len(got) < min(m, len(pool)):
                     counters["snf_fallback_users"] += 1
                     if o.snf_fallback == "ccg":
@@ -838,33 +838,18 @@ class LLMSeR(Enhancer):
                 prompts.append(prompt)
                 index.append(i)
             widest = max((int((verify[i] > 0).sum()) for i in index), default=1)
-            answers = dict(
-                zip(
-                    index,
-                    ask(
-                        prompts,
-                        template,
-                        constraint(
-                            chat.backend,
-                            arv_schema(reason, widest),
-                            arv_grammar(reason, widest),
-                        ),
-                        arv_tokens,
-                    ),
-                    strict=True,
-                )
+            answers = ask(
+                index,
+                prompts,
+                template,
+                arv_schema(reason, widest),
+                arv_grammar(reason, widest),
+                arv_tokens,
             )
             for i in index:
                 counters["arv_users"] += 1
                 cands = shown[i]  # candidate numbers refer to the order the prompt showed
-                answer = answers.get(i)
-                got = (
-                    grounder.ground(
-                        answer_items_only(answer), list(cands), max_items=1, expect_json=True
-                    )
-                    if answer is not None
-                    else []
-                )
+                got = grounded(answers.get(i), cands, 1)
                 if got:
                     picked[i] = got[0]
                 else:
