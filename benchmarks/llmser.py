@@ -628,6 +628,19 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
                 f"{free['mean_omega']:.3f}. `{free_path.parent.relative_to(ROOT)}`"
             )
         blocks.append((f"free:{where}", free_lines, free["users"] if free else 0))
+        if cost is None and full is None:
+            empty = f"no finished LLM chunk ({STAGE['chunk_users']} users)"
+            line = f"- {dataset} `{protocol}`: {empty}."
+            blocks += [(f"runs:{where}", [line], 0), (f"chunks:{where}", [], 0)]
+            continue
+        counted = ("llm_users", "calls", "cache_hits")
+        if cost and full and all(cost.get(key) == full.get(key) for key in counted):
+            # the stage the rows used is all there is on disk: one line says both
+            whole = f"{dataset} `{protocol}`, this table's runs = the LLM chunks on disk"
+            line = stage_line(whole, full, path.parent, True)
+            blocks += [(f"runs:{where}", [line], full["llm_users"])]
+            blocks += [(f"chunks:{where}", [], full["llm_users"])]
+            continue
         for kind, name, c in (
             ("runs", "this table's runs", cost),
             ("chunks", "LLM chunks on disk (full stage, may still run)", full),

@@ -170,7 +170,8 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     assert "3 / 4 users through the LLM (coverage 75.0%); 4 model calls, 1 cache hits (20%)" in (
         text
     )
-    assert "beauty `p-s100`, this table's runs: no finished LLM chunk" in text
+    assert "- beauty `p-s100`: no finished LLM chunk (16 users)." in text
+    assert "beauty `p-s100`, LLM chunks on disk" not in text  # one line for both when empty
     assert "`p-cl`" not in text  # no p-cl stage has begun
     assert "| SNF: answer grounded to M items without CCG fill | 66.7% |" in text
     assert "| SNF: pseudo items shared with CCG top-M | 66.7% | 100% |" in text
@@ -182,6 +183,51 @@ def test_stage_section_sets_each_chat_model_choice_next_to_its_own_llm_free_choi
     assert "| mean omega | 0.500 | 0.800 |" in text
     assert "the stage is unfinished: only the first 3 of 4 users" in text
     assert "Built on a CPU not recorded: 1 chunk." in text
+
+
+def test_a_finished_stage_that_the_rows_used_gets_one_line_not_two(monkeypatch, tmp_path):
+    # Beauty's report once printed the same stage twice: "this table's runs" and "LLM chunks
+    # on disk (full stage, may still run)", word for word, once the stage was complete.
+    chunks = tmp_path / "office-stage" / "chunks"
+    chunks.mkdir(parents=True)
+    counters = {"snf_users": 3, "calls": 6, "cache_hits": 0, "llm_wall_seconds": 9.0}
+    _chunk(chunks / "llm-0000000-0000003.npz", [0, 1, 2], [[5], [8], [20]],
+           [[10, 11], [13, 14], [16, 17]], [10, 13, 16], [1.0, 0.5, 0.0], counters)  # fmt: skip
+    used = {"llm_users": 3, "users": 3, "coverage": 1.0, "mean_omega": 0.5, **counters}
+
+    def stage_cost(dataset, data, enhancer, protocol, epochs):
+        directory = tmp_path / ("office-stage" if (dataset, protocol) == ("office", "p-s100")
+                                else f"{dataset}-{protocol}")  # fmt: skip
+        if "ablation" in enhancer:  # an ablation row's own stage: none here
+            directory = tmp_path / f"{dataset}-{enhancer['ablation']}"
+        elif directory.name == "office-stage" and enhancer.get("llm") is not False:
+            return used, directory / "cost-llm3.json"
+        return None, directory / "cost-llm3.json"
+
+    data = SimpleNamespace(
+        n_users=3, split=SimpleNamespace(train_sequence=lambda u: np.array([3, 10 + 3 * u]))
+    )
+    monkeypatch.setattr(llmser, "stage_cost", stage_cost)
+    monkeypatch.setattr(llmser, "ROOT", tmp_path)
+    monkeypatch.setattr(llmser, "arv_order_probe", lambda args, dataset, data: [])
+    monkeypatch.setenv("LLMSEQREC_HOME", str(tmp_path))
+    args = argparse.Namespace(llm_users=None, epochs=None)
+
+    blocks = llmser.stage_section(args, lambda name: data)
+    office = [line for _, lines, _ in blocks for line in lines if "office `p-s100`" in line]
+    seen = {key: n for key, _, n in blocks}
+
+    assert len(office) == 1
+    assert office[0].startswith("- office `p-s100`, this table's runs = the LLM chunks on disk: ")
+    assert "3 / 3 users through the LLM" in office[0] and "Built on" in office[0]
+    # both blocks count the stage, so an older kept pair of lines cannot stand in for them
+    assert seen["runs:office:p-s100"] == seen["chunks:office:p-s100"] == 3
+
+    used["calls"] = 4  # rows trained on an earlier part of the stage: two lines again
+    blocks = llmser.stage_section(args, lambda name: data)
+    text = "\n".join(line for _, lines, _ in blocks for line in lines)
+    assert "office `p-s100`, this table's runs: " in text
+    assert "office `p-s100`, LLM chunks on disk (full stage, may still run): " in text
 
 
 def test_llm_users_reached_stops_at_the_first_user_without_a_finished_chunk(tmp_path):
