@@ -596,6 +596,17 @@ def stage_line(what: str, c: dict, stage_dir: Path, chunks: bool) -> str:
     )
 
 
+def rows_read_every_chunk(cost: dict | None, full: dict | None, llm_users: int | None) -> bool:
+    """Whether the stage this table's LLM rows used is exactly the LLM chunks on disk. A machine
+    that did not assemble the stage has no cost file, but rows "for all users" read every chunk
+    of a complete stage."""
+    if not full:
+        return False
+    if cost:
+        return all(cost.get(key) == full.get(key) for key in ("llm_users", "calls", "cache_hits"))
+    return llm_users is None and full["llm_users"] == full["users"]
+
+
 def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
     """The LLM-stage section as this machine's cache holds it, in blocks (``kept_blocks``):
     ``(key, lines, seen)`` with how much of the cache went into each."""
@@ -633,9 +644,7 @@ def stage_section(args, datasets) -> list[tuple[str, list[str], int]]:
             line = f"- {dataset} `{protocol}`: {empty}."
             blocks += [(f"runs:{where}", [line], 0), (f"chunks:{where}", [], 0)]
             continue
-        counted = ("llm_users", "calls", "cache_hits")
-        if cost and full and all(cost.get(key) == full.get(key) for key in counted):
-            # the stage the rows used is all there is on disk: one line says both
+        if rows_read_every_chunk(cost, full, args.llm_users):  # one line says both
             whole = f"{dataset} `{protocol}`, this table's runs = the LLM chunks on disk"
             line = stage_line(whole, full, path.parent, True)
             blocks += [(f"runs:{where}", [line], full["llm_users"])]

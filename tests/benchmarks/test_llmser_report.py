@@ -201,7 +201,7 @@ def test_a_finished_stage_that_the_rows_used_gets_one_line_not_two(monkeypatch, 
         if "ablation" in enhancer:  # an ablation row's own stage: none here
             directory = tmp_path / f"{dataset}-{enhancer['ablation']}"
         elif directory.name == "office-stage" and enhancer.get("llm") is not False:
-            return used, directory / "cost-llm3.json"
+            return used or None, directory / "cost-llm3.json"
         return None, directory / "cost-llm3.json"
 
     data = SimpleNamespace(
@@ -223,6 +223,12 @@ def test_a_finished_stage_that_the_rows_used_gets_one_line_not_two(monkeypatch, 
     # both blocks count the stage, so an older kept pair of lines cannot stand in for them
     assert seen["runs:office:p-s100"] == seen["chunks:office:p-s100"] == 3
 
+    used.clear()  # a machine that never assembled the stage: the rows read every chunk
+    blocks = llmser.stage_section(args, lambda name: data)
+    office = [line for _, lines, _ in blocks for line in lines if "office `p-s100`, " in line]
+    assert len(office) == 1 and "this table's runs = the LLM chunks on disk: 3 / 3" in office[0]
+
+    used.update(llm_users=3, users=3, coverage=1.0, mean_omega=0.5, **counters)
     used["calls"] = 4  # rows trained on an earlier part of the stage: two lines again
     blocks = llmser.stage_section(args, lambda name: data)
     text = "\n".join(line for _, lines, _ in blocks for line in lines)
