@@ -142,6 +142,52 @@ def variants(
     return rows
 
 
+def comparisons(label: str, rows_done: dict[str, dict]) -> list[tuple[str, str]]:
+    """The ``(row, reference)`` pairs the reading states once ``label``'s row is in: every row
+    against the backbone; the LLM row against its LLM-free twin (what the chat model adds);
+    an LLM-path ablation against the LLM row (what the part it drops adds)."""
+    llm_row = next((x for x in rows_done if x.startswith("LLMSeR (LLM")), None)
+    pairs = [(label, "None")] if label != "None" else []
+    if label.startswith("LLMSeR LLM-free") and llm_row:
+        pairs.append((llm_row, label))
+    if label.startswith("LLM w/o ") and llm_row:
+        pairs.append((label, llm_row))
+    return [(row, ref) for row, ref in pairs if row in rows_done and ref in rows_done]
+
+
+def paired_reading(row: dict, reference: dict, backbone: bool = True) -> tuple[str, str] | None:
+    """A row's mean NDCG@10 and HR@10 difference to a reference row over their common seeds
+    (``seed -> (HR@10, NDCG@10)``), and whether it clears the larger of the two seed stds:
+    ``(differences, "on the same seeds (verdict; seeds ...).")``, None without a common seed.
+    Against the backbone the verdict says whether the row helps; otherwise, which is higher."""
+    common = [x for x in row if x in reference]
+    if not common:
+        return None
+    d_nd = np.mean([row[x][1] - reference[x][1] for x in common])
+    d_hr = np.mean([row[x][0] - reference[x][0] for x in common])
+    noise = (
+        max(
+            np.std([reference[x][1] for x in common], ddof=1),
+            np.std([row[x][1] for x in common], ddof=1),
+        )
+        if len(common) > 1
+        else None
+    )
+    if noise is None:
+        verdict = "one seed: not conclusive"
+    elif abs(d_nd) <= noise:
+        verdict = "within seed noise: no clear gain" if backbone else "within seed noise"
+    elif backbone:
+        verdict = "helps" if d_nd > 0 else "does NOT help (worse)"
+    else:
+        verdict = "higher" if d_nd > 0 else "lower"
+    seeds = ",".join(map(str, common))
+    return (
+        f"NDCG@10 {d_nd:+.4f}, HR@10 {d_hr:+.4f}",
+        f"on the same seeds ({verdict}; seeds {seeds}).",
+    )
+
+
 def make_config(dataset, model, method, enhancer, protocol, seed, epochs):
     train = {"seed": seed, "threads": 1}
     if epochs:
@@ -425,7 +471,7 @@ def report(args, datasets) -> str:
             body, first = [], None
             table_seeds = set()  # the protocol line names the seeds shown
             for model in MODELS:
-                baseline = None
+                rows_done: dict[str, dict] = {}  # label -> seed -> (HR@10, NDCG@10)
                 # sweep rows appear once any has finished, whether or not this call asked for them
                 for label, method, enhancer in variants(args.llm_users, True, True):
                     if (protocol == "p-cl" or model != "sasrec") and sasrec_s100_only(label):
@@ -469,32 +515,14 @@ def report(args, datasets) -> str:
                         f"`{run_directory(results[0][0], RUNS).relative_to(ROOT)}` |"
                     )
                     per_seed = dict(zip(done, zip(hr, nd, strict=True), strict=True))
-                    if method == "none":
-                        baseline = per_seed
-                    elif baseline:
-                        common = [x for x in done if x in baseline]
-                        if common:
-                            d_nd = np.mean([per_seed[x][1] - baseline[x][1] for x in common])
-                            d_hr = np.mean([per_seed[x][0] - baseline[x][0] for x in common])
-                            noise = (
-                                max(
-                                    np.std([baseline[x][1] for x in common], ddof=1),
-                                    np.std([per_seed[x][1] for x in common], ddof=1),
-                                )
-                                if len(common) > 1
-                                else None
-                            )
-                            if noise is None:
-                                verdict = "one seed: not conclusive"
-                            elif abs(d_nd) <= noise:
-                                verdict = "within seed noise: no clear gain"
-                            else:
-                                verdict = "helps" if d_nd > 0 else "does NOT help (worse)"
-                            reading.append(
-                                f"- {dataset} `{protocol}` {model}, {label}: NDCG@10 {d_nd:+.4f}, "
-                                f"HR@10 {d_hr:+.4f} vs None on the same seeds ({verdict}; seeds "
-                                f"{','.join(map(str, common))})."
-                            )
+                    rows_done[label] = per_seed
+                    where = f"{dataset} `{protocol}` {model}"
+                    for row, reference in comparisons(label, rows_done):
+                        line = paired_reading(
+                            rows_done[row], rows_done[reference], reference == "None"
+                        )
+                        if line:
+                            reading.append(f"- {where}, {row}: {line[0]} vs {reference} {line[1]}")
                     if protocol == "p-s100" and model == "sasrec" and not sasrec_s100_only(label):
                         figure_rows[(dataset, label)] = [
                             group_metrics(c, datasets(dataset)) for c, _ in results

@@ -91,6 +91,55 @@ def test_llm_ablation_rows_train_on_sasrec_p_s100_only_and_show_once_finished(mo
     assert "| sasrec | LLMSeR (LLM for all users) | not run | | | | 0.7558 / 0.4950 |" in text
 
 
+def test_the_reading_sets_the_llm_row_beside_its_llm_free_twin_and_ablations_beside_it(
+    monkeypatch,
+):
+    # The reading compared every row with the backbone only, so "what does the chat model add"
+    # (LLM row against the LLM-free row) had to be worked out by hand in the notes.
+    ndcg = {"none": 0.30, "llm": 0.32, "free": 0.33, "wo_snf": 0.31}
+    llm, free = llmser.llmser_options(None), llmser.llmser_options(None, llm=False)
+    wo_snf = llmser.llmser_options(None, ablation="wo_snf")
+
+    def finished(config):
+        if config.dataset != "office" or config.protocol != "p-s100" or config.model != "sasrec":
+            return None
+        enhancer = dict(config.enhancer)
+        row = next((k for k, v in (("llm", llm), ("free", free), ("wo_snf", wo_snf))
+                    if enhancer == v), "none" if config.method == "none" else None)  # fmt: skip
+        if row is None:
+            return None
+        value = ndcg[row] + 0.001 * (config.train.seed - 43)  # seeds move every row alike
+        test = {"hr@10": value + 0.2, "ndcg@10": value, "hr@20": 0.8, "ndcg@20": 0.5}
+        return {"test": test, "best_epoch": 3}
+
+    monkeypatch.setattr(llmser, "finished", finished)
+    monkeypatch.setattr(llmser, "stage_section", lambda args, datasets: [])
+    monkeypatch.setattr(llmser, "kept_blocks", _joined)
+    groups = {group: {"ndcg@10": 0.3, "users": 1} for group in llmser.GROUPS}
+    monkeypatch.setattr(llmser, "group_metrics", lambda config, data: groups)
+    monkeypatch.setattr(llmser, "plot_groups", lambda rows: None)
+    args = argparse.Namespace(
+        datasets=["office"], models=["sasrec"], seeds=None, epochs=None, llm_users=None,
+        sweeps=False, llm_ablations=False,
+    )  # fmt: skip
+    text = llmser.report(args, lambda name: SimpleNamespace(metadata={}))
+    reading = text.split("## Reading")[1]
+    where = "- office `p-s100` sasrec, "
+    assert (
+        f"{where}LLMSeR (LLM for all users): NDCG@10 +0.0200, HR@10 +0.0200 vs None on the same "
+        "seeds (helps; seeds 42,43,44)." in reading
+    )
+    assert (
+        f"{where}LLMSeR (LLM for all users): NDCG@10 -0.0100, HR@10 -0.0100 vs LLMSeR LLM-free "
+        "(CCG top-M, fwd top-1) on the same seeds (lower; seeds 42,43,44)." in reading
+    )
+    assert (
+        f"{where}LLM w/o SNF (CCG top-M, LLM ARV): NDCG@10 -0.0100, HR@10 -0.0100 vs LLMSeR "
+        "(LLM for all users) on the same seeds (lower; seeds 42,43,44)." in reading
+    )
+    assert reading.count(" vs ") == 5  # three rows against None, two pairs beside them
+
+
 def test_llm_rows_name_their_chat_backend_and_llm_free_rows_keep_their_hash():
     assert "chat" not in llmser.llmser_options(None, llm=False)  # finished runs stay matched
     assert llmser.llmser_options(None)["chat"]["backend"] == "transformers"
