@@ -584,8 +584,12 @@ def report(args, datasets) -> str:
     lines += reading or ["- no pair of finished runs to compare yet."]
     lines += [
         "",
-        "A one-seed difference of a few thousandths is within seed noise on these sets; only the",
-        "3-seed SASRec rows carry a std.",
+        "Every row is set against None; the LLM row also against its LLM-free twin (what the chat",
+        "model adds), and each `LLM w/o` row against the LLM row (what the part it drops adds).",
+        "A verdict other than 'within seed noise' needs the mean NDCG@10 difference to exceed the",
+        "larger of the two rows' seed std; it is no significance test. A one-seed difference of a",
+        "few thousandths is within seed noise on these sets; only the 3-seed SASRec rows carry a",
+        "std.",
         "",
         "## LLM stage cost",
         "",
