@@ -155,11 +155,12 @@ def comparisons(label: str, rows_done: dict[str, dict]) -> list[tuple[str, str]]
     return [(row, ref) for row, ref in pairs if row in rows_done and ref in rows_done]
 
 
-def paired_reading(row: dict, reference: dict, backbone: bool = True) -> tuple[str, str] | None:
+def paired_reading(row: dict, reference: dict, reference_name: str) -> str | None:
     """A row's mean NDCG@10 and HR@10 difference to a reference row over their common seeds
-    (``seed -> (HR@10, NDCG@10)``), and whether it clears the larger of the two seed stds:
-    ``(differences, "on the same seeds (verdict; seeds ...).")``, None without a common seed.
-    Against the backbone the verdict says whether the row helps; otherwise, which is higher."""
+    (``seed -> (HR@10, NDCG@10)``), and whether it clears the larger of the two seed stds;
+    None without a common seed. Against the backbone (``None``) the verdict says whether the
+    row helps; against another row, which is higher."""
+    backbone = reference_name == "None"
     common = [x for x in row if x in reference]
     if not common:
         return None
@@ -183,8 +184,8 @@ def paired_reading(row: dict, reference: dict, backbone: bool = True) -> tuple[s
         verdict = "higher" if d_nd > 0 else "lower"
     seeds = ",".join(map(str, common))
     return (
-        f"NDCG@10 {d_nd:+.4f}, HR@10 {d_hr:+.4f}",
-        f"on the same seeds ({verdict}; seeds {seeds}).",
+        f"NDCG@10 {d_nd:+.4f}, HR@10 {d_hr:+.4f} vs {reference_name} on the same seeds "
+        f"({verdict}; seeds {seeds})."
     )
 
 
@@ -518,11 +519,9 @@ def report(args, datasets) -> str:
                     rows_done[label] = per_seed
                     where = f"{dataset} `{protocol}` {model}"
                     for row, reference in comparisons(label, rows_done):
-                        line = paired_reading(
-                            rows_done[row], rows_done[reference], reference == "None"
-                        )
+                        line = paired_reading(rows_done[row], rows_done[reference], reference)
                         if line:
-                            reading.append(f"- {where}, {row}: {line[0]} vs {reference} {line[1]}")
+                            reading.append(f"- {where}, {row}: {line}")
                     if protocol == "p-s100" and model == "sasrec" and not sasrec_s100_only(label):
                         figure_rows[(dataset, label)] = [
                             group_metrics(c, datasets(dataset)) for c, _ in results
