@@ -28,6 +28,7 @@ import json
 import lzma
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -296,19 +297,31 @@ def restore_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> int:
     return sum(cache.import_answers(part) for part in sorted(store.glob("*.jsonl.xz")))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 @contextmanager
 def llm_answers_travel(store: Path = LLM_ANSWERS) -> Iterator[None]:
     """Around an LLM stage: start from every kept answer, and keep what it got even when it
-    stops on an error or Ctrl-C (a killed process: ``run_records.py keep-llm``)."""
+    stops on an error, Ctrl-C or SIGTERM (a killed process: ``run_records.py keep-llm``)."""
     from llmseqrec.text.cache import ResponseCache
 
     with ResponseCache() as cache:
         added = restore_llm_answers(cache, store)
         if added:
-            print(f"{added} LLM answers restored from {store.relative_to(ROOT)}", flush=True)
+            print(f"{added} LLM answers restored from {_shown(store)}", flush=True)
+    # A background shell ignores SIGINT, and `timeout` or `kill` stop a lane with SIGTERM, whose
+    # default action skips every finally: make it unwind like Ctrl-C, so the answers are kept.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         yield
     finally:
+        signal.signal(signal.SIGTERM, previous)
         keep_this_machines_llm_answers(store)
 
 
@@ -318,7 +331,7 @@ def keep_this_machines_llm_answers(store: Path = LLM_ANSWERS) -> Path | None:
 
     with ResponseCache() as cache:
         part = keep_llm_answers(cache, store)
-    print(f"new LLM answers kept in {part.relative_to(ROOT)}" if part else "no new LLM answers")
+    print(f"new LLM answers kept in {_shown(part)}" if part else "no new LLM answers")
     return part
 
 

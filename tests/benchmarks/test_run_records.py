@@ -353,3 +353,33 @@ def test_every_training_benchmark_takes_the_flags_a_lent_gpus_grid_appends():
         for flag in ("--data", "--device", "--max-minutes", "--epochs", "--seeds"):
             # a whole flag: llmser.py's --device-pack is not --device
             assert re.search(rf"{flag}(?![\w-])", usage), f"{script}.py lacks {flag}"
+
+
+def test_an_llm_stage_stopped_by_sigterm_keeps_its_answers(tmp_path):
+    """`timeout` and `kill` stop a background lane with SIGTERM, whose default action skips every
+    finally: the answers the stage got must still be exported."""
+    import os
+    import subprocess
+
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
+    stage = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(benchmarks)!r})
+from pathlib import Path
+from run_records import llm_answers_travel
+from llmseqrec.text.cache import CacheKeyParts, ResponseCache
+parts = CacheKeyParts("llamacpp", "smollm2", "user_summary@v1")
+with llm_answers_travel(Path({str(tmp_path / "llm-answers")!r})):
+    with ResponseCache() as cache:
+        cache.put(parts.key("u0"), parts, "u0", "summary 0")
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+"""
+    env = {**os.environ, "LLMSEQREC_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", stage], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0  # stopped, not finished
+    assert "new LLM answers kept in" in result.stdout, result.stdout + result.stderr
+    second = ResponseCache(tmp_path / "second.sqlite")
+    assert restore_llm_answers(second, tmp_path / "llm-answers") == 1
