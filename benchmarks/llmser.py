@@ -5,7 +5,7 @@
     # or split over n one-core processes (k = 0..n-1), then the plain --stage to assemble:
     python benchmarks/llmser.py --stage office --llm-threads 1 --llm-shard k/n
     # or one shard per core until a stop time, restarted every 30 minutes to keep its chunks:
-    bash benchmarks/llmser_lanes.sh office 16:45
+    bash benchmarks/llm_lanes.sh llmser office 16:45
     # stop a stage with Ctrl-C or kill -TERM: its answers, offline models, pools and finished LLM
     # chunks are kept under benchmarks/results/ (commit them) and the next machine goes on
     # training rows (finished runs are read back, interrupted ones continue):
@@ -53,6 +53,7 @@ from run_records import (  # noqa: E402
     restore,
     restore_artefacts,
     seeds_to_train,
+    stop_on_sigterm,
     with_run_settings,
     write_report,
 )
@@ -929,10 +930,6 @@ def keep_stage(enhancer: LLMSeR, data, workdir: Path) -> None:
         print(f"{kept} LLMSeR stage files kept in benchmarks/results/artefacts", flush=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     add_run_arguments(parser)
@@ -1017,7 +1014,7 @@ def main() -> None:
         enhancer.configure(config)
         workdir = enhancer_workdir(config, data)
         # a background shell ignores SIGINT: make SIGTERM unwind too, so the chunks are kept
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
         if args.device_pack:
             device_pack(enhancer, data, Path(args.device_pack))
             return

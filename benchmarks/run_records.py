@@ -297,7 +297,8 @@ def restore_llm_answers(cache: ResponseCache, store: Path = LLM_ANSWERS) -> int:
     return sum(cache.import_answers(part) for part in sorted(store.glob("*.jsonl.xz")))
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM handler that unwinds like Ctrl-C, so finally blocks keep a stage's work."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -317,7 +318,7 @@ def llm_answers_travel(store: Path = LLM_ANSWERS) -> Iterator[None]:
             print(f"{added} LLM answers restored from {_shown(store)}", flush=True)
     # A background shell ignores SIGINT, and `timeout` or `kill` stop a lane with SIGTERM, whose
     # default action skips every finally: make it unwind like Ctrl-C, so the answers are kept.
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         yield
     finally:

@@ -7,6 +7,8 @@ from the response cache.
     python benchmarks/sracl.py --datasets office --llm-stage [--llm-limit 500] [--llm-threads 1] [--llm-kinds user]
     python benchmarks/sracl.py --datasets office --llm-stage --llm-threads 1 --llm-kinds user --llm-shard 0/2
                                                      # and 1/2 in a second process: one core each
+    bash benchmarks/llm_lanes.sh sracl beauty 16:45  # one such shard per core until 16:45,
+                                                     # restarted every 30 min (commit the answers)
     python benchmarks/sracl.py --report-only                                     # rewrite the md
 
 Rows: sasrec, gru4rec, cl4srec, duorec; sracl (LLM summaries) and its ablations sracl-wo-cs,
