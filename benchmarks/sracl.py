@@ -231,14 +231,16 @@ def stage_table(cov: dict | None) -> list[str]:
     read as a stage that ran and cost nothing)."""
     if not cov:
         return []
+    counts = {t: c for t in ("item_summary@v1", "user_summary@v1") if (c := cov.get(t))}
     rows = [
         f"| {template} | {c['answers']} / {c['prompts']} | {c['tokens_in']} | {c['tokens_out']} | "
         f"{c['model_seconds']} | {c['model']} ({c['backend']}) |"
-        for template in ("item_summary@v1", "user_summary@v1")
-        if (c := cov.get(template))
+        for template, c in counts.items()
     ]
     costs = [name for name in STAGE_COST_FILES if name in cov]
-    if not rows and not costs:
+    # Once any dataset's summaries are cached, every dataset gets counts, zeros included: a
+    # table of zeros alone would read as a stage that ran and cost nothing.
+    if not any(c["answers"] for c in counts.values()) and not costs:
         return ["LLM stage: no summary of this dataset in the response cache (not run).", ""]
     lines = [
         "LLM stage (packaged SmolLM2-135M-Instruct via xllamacpp, in-process on this "

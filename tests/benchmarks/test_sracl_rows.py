@@ -59,8 +59,21 @@ def test_a_dataset_without_summaries_says_its_llm_stage_did_not_run():
             "backend": "xllamacpp",
         },
     }
+    none_yet = {**summarised["item_summary@v1"], "answers": 0, "tokens_in": 0, "tokens_out": 0}
+    summarised["user_summary@v1"] = none_yet
     table = sracl.stage_table(summarised)
     assert "| item_summary@v1 | 5 / 9 | 100 | 20 | 1.5 | smol (xllamacpp) |" in table
+    assert "| user_summary@v1 | 0 / 9 | 0 | 0 | 1.5 | smol (xllamacpp) |" in table  # partial
+
+
+def test_zero_counts_alone_still_say_the_llm_stage_did_not_run():
+    # Once Beauty's first summaries were cached, Yelp got counts too, all zero: its report
+    # printed a table of zeros, a stage that ran and cost nothing.
+    nothing = {"answers": 0, "prompts": 9, "tokens_in": 0, "tokens_out": 0, "model_seconds": 0}
+    nothing |= {"model": "smol", "backend": "xllamacpp"}
+    cov = {"directory": "c", "item_summary@v1": nothing, "user_summary@v1": nothing}
+    lines = sracl.stage_table(cov)
+    assert lines[0].startswith("LLM stage: no summary") and not any("|" in x for x in lines)
 
 
 def test_each_row_is_compared_with_the_backbone_it_runs_on():
