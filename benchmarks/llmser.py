@@ -31,7 +31,6 @@ import functools
 import itertools
 import json
 import os
-import signal
 import sys
 from datetime import date
 from itertools import pairwise
@@ -53,7 +52,6 @@ from run_records import (  # noqa: E402
     restore,
     restore_artefacts,
     seeds_to_train,
-    stop_on_sigterm,
     with_run_settings,
     write_report,
 )
@@ -1013,8 +1011,6 @@ def main() -> None:
         enhancer = LLMSeR(options)
         enhancer.configure(config)
         workdir = enhancer_workdir(config, data)
-        # a background shell ignores SIGINT: make SIGTERM unwind too, so the chunks are kept
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
         if args.device_pack:
             device_pack(enhancer, data, Path(args.device_pack))
             return
@@ -1024,7 +1020,8 @@ def main() -> None:
         with llm_answers_travel():
             try:
                 enhancer.prepare(data, workdir, shard=(int(k), int(n or 1)))
-            finally:  # Ctrl-C or kill -TERM included: the next machine goes on from here
+            finally:  # Ctrl-C or kill -TERM (llm_answers_travel unwinds it) included: the next
+                # machine goes on from here
                 keep_stage(enhancer, data, workdir)
         print(json.dumps(enhancer.cost, indent=1, default=float))
         if options.get("llm", True) and "chunks_missing" not in enhancer.cost:
