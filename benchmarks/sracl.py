@@ -35,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from run_records import (  # noqa: E402
+    SECTIONS,
     SEEDS,
     add_run_arguments,
     epoch_seconds_by_device,
     keep,
-    kept_section,
+    kept_blocks,
     llm_answers_travel,
     restore,
     seeds_to_train,
@@ -338,6 +339,25 @@ def agreement_table(dataset_name: str) -> list[str]:
     ]
 
 
+def llm_stage_section(dataset: str, store: Path = SECTIONS) -> list[str]:
+    """The LLM stage table and the neighbour-agreement table of one dataset, each kept in git
+    on its own: a machine ahead on the summaries but without the neighbour artefacts in its
+    ``cache/`` keeps an earlier machine's agreement table instead of dropping it."""
+    cov = coverage(dataset)
+    answers = sum(
+        c["answers"] for c in (cov or {}).values() if isinstance(c, dict) and "answers" in c
+    )
+    agreement = agreement_table(dataset)
+    rows = sum(row.startswith("| ") for row in agreement[4:])
+    stage = stage_table(cov) or [
+        "LLM stage: not counted here (the dataset is not prepared on the machine that wrote "
+        "this report).",
+        "",
+    ]
+    blocks = [("stage", stage, answers), ("agreement", agreement, rows)]
+    return kept_blocks(f"sracl-{dataset}-llm-stage", blocks, store)
+
+
 def partial_run(config) -> str:
     """'not run', or how far an unfinished run got (validation only: no test read)."""
     log = run_directory(config, RUNS) / "log.jsonl"
@@ -446,14 +466,7 @@ def report(args: argparse.Namespace) -> None:
             proto = proto or found
         if proto:
             lines += [f"Protocol line (first finished run): `{proto}`", ""]
-        cov = coverage(dataset)
-        stage_lines, seen = stage_table(cov), 0
-        agreement = agreement_table(dataset)
-        seen += sum(
-            c["answers"] for c in (cov or {}).values() if isinstance(c, dict) and "answers" in c
-        )
-        seen += sum(row.startswith("| ") for row in agreement[4:])
-        lines += kept_section(f"sracl-{dataset}-llm-stage", stage_lines + agreement, seen)
+        lines += llm_stage_section(dataset)
     write_report(OUT, "\n".join(lines))  # + sracl.notes.md, hand-written
     print(f"wrote {OUT}")
 

@@ -83,3 +83,41 @@ def test_each_row_is_compared_with_the_backbone_it_runs_on():
         assert sracl.backbone_row(row) == "sasrec", row
     assert sracl.backbone_row("sracl-gru4rec") == "gru4rec"
     assert sracl.backbone_row("sracl-raw-gru4rec") == "gru4rec"
+
+
+def test_more_summaries_without_neighbour_artefacts_keep_the_agreement_table(tmp_path, monkeypatch):
+    # A fresh machine restored more Beauty summaries from git than the kept section had, but
+    # its cache/ held no raw-text neighbours: as one kept section, the report dropped the
+    # neighbour-agreement table an earlier machine had measured (stop 62).
+    import run_records
+
+    monkeypatch.setattr(run_records, "ROOT", tmp_path)
+    counts = {"prompts": 9, "tokens_in": 100, "tokens_out": 20, "model_seconds": 1.5}
+    counts |= {"model": "smol", "backend": "xllamacpp"}
+    agreement = ["Neighbour agreement ...", "", "| header |", "|---|", "| raw text | 0.499 |", ""]
+    monkeypatch.setattr(sracl, "agreement_table", lambda dataset: agreement)
+    monkeypatch.setattr(
+        sracl, "coverage", lambda d: {"directory": "c", "item_summary@v1": {**counts, "answers": 3}}
+    )
+    first = sracl.llm_stage_section("beauty", tmp_path)
+    assert "| raw text | 0.499 |" in first and any("3 / 9" in x for x in first)
+
+    monkeypatch.setattr(sracl, "agreement_table", lambda dataset: [])
+    monkeypatch.setattr(
+        sracl, "coverage", lambda d: {"directory": "c", "item_summary@v1": {**counts, "answers": 8}}
+    )
+    later = sracl.llm_stage_section("beauty", tmp_path)
+    assert any("8 / 9" in x for x in later)  # the fuller stage table wins
+    assert "| raw text | 0.499 |" in later  # and the agreement table is kept
+
+
+def test_a_dataset_not_prepared_here_says_its_stage_was_not_counted(tmp_path, monkeypatch):
+    # Yelp is not prepared on a fresh machine: its report section lost the stage line and
+    # said nothing about the LLM stage at all (stop 62).
+    import run_records
+
+    monkeypatch.setattr(run_records, "ROOT", tmp_path)
+    monkeypatch.setattr(sracl, "coverage", lambda dataset: None)
+    monkeypatch.setattr(sracl, "agreement_table", lambda dataset: [])
+    lines = sracl.llm_stage_section("yelp", tmp_path)
+    assert lines[0].startswith("LLM stage: not counted here")
